@@ -1,0 +1,33 @@
+//! airlock runs the tools an AI agent asks for, as WebAssembly modules or as jailed Linux
+//! processes, under declarative policies, and records every call in a hash-chained audit
+//! log.
+//!
+//! Every call, whichever way it comes in (the library, the socket service, the CLI), goes
+//! through one pipeline, put together in [`runtime::Runtime::call`] and nowhere else:
+//!
+//! ```text
+//! CallRequest { caller, tool, arguments, workspace, session }
+//!   -> policy::PolicySet::evaluate  -> Evaluation { decision, rule, reasons, grant }
+//!   -> backend (wasm)               sees only the Grant
+//!   -> audit::AuditLog::append      every call, allowed or not, before the reply
+//!   -> CallOutcome { status, exit_code, stdout, stderr, usage, audit_seq, violations }
+//! ```
+//!
+//! Imports point backwards along that line: [`policy`] never imports a backend, a backend
+//! sees only the [`policy::Grant`] it was given, [`audit`] sees the decision and the
+//! report, and nothing in the library imports the CLI.
+//!
+//! An error anywhere before the backend runs is a denial with a reason, never a run with
+//! less isolation; a call whose audit record cannot be written is not reported as run.
+
+pub mod audit;
+pub mod backend;
+pub mod error;
+pub mod outcome;
+pub mod policy;
+pub mod runtime;
+
+pub use error::{Error, Result};
+pub use outcome::{CallOutcome, CallRequest, CapturedOutput, Limit, Status, Usage};
+pub use policy::{Decision, Grant, PolicySet};
+pub use runtime::{Runtime, RuntimeBuilder};

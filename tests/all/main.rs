@@ -1,0 +1,4 @@
+//! The one integration-test binary: a module per area, shared helpers in `tests/common`.
+
+#[path = "../common/mod.rs"]
+mod common;
