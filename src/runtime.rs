@@ -1,7 +1,314 @@
 //! The runtime: the one place where the pipeline's stages meet.
+//!
+//! [`Runtime::call`] evaluates the request against the current [`PolicySet`], runs an
+//! allowed call on the backend with nothing but its [`Grant`], appends the audit record and
+//! only then returns the [`CallOutcome`]. Every refusal on the way (policy, a grant that
+//! would expose the audit log or the policies, a module that fails its digest) is a
+//! `denied` outcome with a reason and an audit record, never a run with less isolation.
+//! A call whose record cannot be written returns an error instead of an outcome.
+//!
+//! Must not: decide policy itself, or reach into a backend's internals.
 
-/// The runtime.
-pub struct Runtime {}
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use crate::{
+    audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
+    backend::wasm::{Exit, RunReport, WasmBackend, WasmConfig},
+    error::Result,
+    outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
+    policy::{Decision, Evaluation, Grant, PolicySet, ToolInfo},
+};
+
+/// The caller name recorded for ad-hoc grants made by the operator at the CLI
+/// (`airlock run-wasm`).
+pub const OPERATOR_CALLER: &str = "operator(cli)";
 
 /// Builds a [`Runtime`].
-pub struct RuntimeBuilder {}
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    policies: PathBuf,
+    audit_path: PathBuf,
+    fsync: Option<Fsync>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// A builder for the policies in `policies`, with these defaults: the audit log at
+    /// [`default_audit_path`], the fsync mode from the policies' `audit.toml` (else
+    /// `batch`), precompiled modules cached in [`default_cache_dir`].
+    pub fn new(policies: impl Into<PathBuf>) -> Self {
+        RuntimeBuilder {
+            policies: policies.into(),
+            audit_path: default_audit_path(),
+            fsync: None,
+            cache_dir: default_cache_dir(),
+        }
+    }
+
+    /// Where the audit log is.
+    pub fn audit_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit_path = path.into();
+        self
+    }
+
+    /// Overrides the fsync mode of `audit.toml`.
+    pub fn fsync(mut self, fsync: Fsync) -> Self {
+        self.fsync = Some(fsync);
+        self
+    }
+
+    /// Where precompiled modules are kept (`None`: in memory only).
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Loads the policies, opens the audit log and builds the wasm engine.
+    pub fn build(self) -> Result<Runtime> {
+        let policies = PolicySet::load(&self.policies)?;
+        let settings = policies.audit_settings();
+        let fsync = self.fsync.unwrap_or(settings.fsync);
+        let redact = Redactor::new(&settings.redact)?;
+        let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
+        let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
+        Ok(Runtime {
+            policies: RwLock::new(Arc::new(policies)),
+            audit,
+            wasm,
+            guarded: guarded_paths(&self.policies, &self.audit_path, self.cache_dir.as_deref()),
+        })
+    }
+}
+
+/// The audit log's default place: `$AIRLOCK_AUDIT`, else
+/// `$XDG_STATE_HOME/airlock/audit.jsonl` (`~/.local/state/airlock/audit.jsonl`).
+pub fn default_audit_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("AIRLOCK_AUDIT") {
+        return PathBuf::from(path);
+    }
+    xdg_dir("XDG_STATE_HOME", ".local/state").join("airlock/audit.jsonl")
+}
+
+/// The module cache's default place: `$XDG_CACHE_HOME/airlock/modules`
+/// (`~/.cache/airlock/modules`).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    Some(xdg_dir("XDG_CACHE_HOME", ".cache").join("airlock/modules"))
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from).join(fallback),
+    }
+}
+
+/// The paths no grant may expose, canonicalized where they exist: the policies, the
+/// audit log and the module cache (a tool that could write them could rewrite its own
+/// rules, history or code).
+fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
+    [Some(policies), Some(audit), cache]
+        .into_iter()
+        .flatten()
+        .map(|path| canonical_or_absolute(path))
+        .collect()
+}
+
+/// The canonical form of `path`, or of its nearest existing ancestor joined with the
+/// rest (the audit log may not exist yet).
+fn canonical_or_absolute(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => canonical_or_absolute(parent).join(name),
+        _ => std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path)),
+    }
+}
+
+/// The pipeline: policies, audit log and backends, shared by every call.
+pub struct Runtime {
+    policies: RwLock<Arc<PolicySet>>,
+    audit: AuditLog,
+    wasm: WasmBackend,
+    guarded: Vec<PathBuf>,
+}
+
+impl Runtime {
+    /// A builder for the policies in `policies` (see [`RuntimeBuilder::new`] for the
+    /// defaults).
+    pub fn builder(policies: impl Into<PathBuf>) -> RuntimeBuilder {
+        RuntimeBuilder::new(policies)
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        match self.policies.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The wasm backend (its cache counters, for diagnostics and tests).
+    pub fn wasm(&self) -> &WasmBackend {
+        &self.wasm
+    }
+
+    /// The tools `caller` may see: every tool whose decision for it is not deny.
+    pub fn tools_for(&self, caller: &str) -> Vec<ToolInfo> {
+        self.policies().tools_for(caller)
+    }
+
+    /// Runs one call through the whole pipeline. `Ok` carries the outcome of an allowed,
+    /// denied or failed call alike; `Err` means the call could not be audited and its
+    /// outcome is withheld.
+    pub async fn call(&self, request: CallRequest) -> Result<CallOutcome> {
+        let policies = self.policies();
+        let evaluation = policies.evaluate(&request.caller, &request.tool, &request.arguments, &request.workspace);
+        let entry = AuditEntry {
+            caller: request.caller.clone(),
+            designation: evaluation.caller.as_ref().map(|c| c.designation.clone()),
+            session: request.session.clone(),
+            tool: request.tool.clone(),
+            tool_sha256: evaluation.tool_sha256.clone(),
+            policy_digest: Some(policies.digest().to_string()),
+            arguments: request.arguments.clone(),
+            env: Default::default(),
+            workspace: Some(request.workspace.clone()),
+            decision: evaluation.decision,
+            rule: evaluation.rule.clone(),
+            reasons: evaluation.reasons.clone(),
+            backend: None,
+            outcome: None,
+            violations: Vec::new(),
+        };
+        match refusal(&evaluation) {
+            Some(reason) => self.record(entry, denied(reason)).await,
+            None => match evaluation.grant {
+                Some(grant) => self.run(entry, grant).await,
+                None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await,
+            },
+        }
+    }
+
+    /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`): no policy
+    /// evaluation, but the same backend, limits and audit record as any call.
+    pub async fn run_grant(&self, caller: &str, grant: Grant, arguments: serde_json::Value) -> Result<CallOutcome> {
+        let entry = AuditEntry {
+            caller: caller.to_string(),
+            designation: None,
+            session: None,
+            tool: grant.tool.clone(),
+            tool_sha256: grant.program_sha256().map(str::to_string),
+            policy_digest: None,
+            arguments,
+            env: Default::default(),
+            workspace: grant.mounts.first().map(|m| m.host.clone()),
+            decision: Decision::Allow,
+            rule: "ad-hoc grant composed by the operator (airlock run-wasm): exactly the capabilities given on the command line".into(),
+            reasons: Vec::new(),
+            backend: None,
+            outcome: None,
+            violations: Vec::new(),
+        };
+        self.run(entry, grant).await
+    }
+
+    /// Runs an allowed call: guard checks, backend, audit.
+    async fn run(&self, mut entry: AuditEntry, grant: Grant) -> Result<CallOutcome> {
+        entry.env = grant.env.clone();
+        entry.backend = Some("wasm".into());
+        if let Some(reason) = self.exposes_guarded_path(&grant) {
+            return self.record(entry, denied(reason)).await;
+        }
+        // A call that could not be audited must not run: check the log before, not after.
+        self.audit.check()?;
+        let outcome = match self.wasm.run(&grant).await {
+            Ok(report) => outcome_of(report),
+            Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+        };
+        self.record(entry, outcome).await
+    }
+
+    /// Appends the call's record and stamps its sequence number on the outcome.
+    async fn record(&self, mut entry: AuditEntry, mut outcome: CallOutcome) -> Result<CallOutcome> {
+        entry.violations = outcome.violations.clone();
+        entry.outcome = Some(outcome.clone());
+        outcome.audit_seq = self.audit.append(entry).await?;
+        Ok(outcome)
+    }
+
+    /// The reason to refuse a grant that would make the policies, the audit log or the
+    /// module cache visible to the tool, if it would.
+    fn exposes_guarded_path(&self, grant: &Grant) -> Option<String> {
+        for mount in &grant.mounts {
+            for guarded in &self.guarded {
+                if guarded.starts_with(&mount.host) || mount.host.starts_with(guarded) {
+                    return Some(format!(
+                        "the grant would expose {} (policies, audit log or module cache) through the mount of {}; \
+                         use a workspace that does not contain them",
+                        guarded.display(),
+                        mount.host.display()
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Why an evaluation does not let the call run now, if it does not.
+fn refusal(evaluation: &Evaluation) -> Option<String> {
+    let because = || {
+        let mut text = evaluation.rule.clone();
+        for reason in &evaluation.reasons {
+            text.push_str("; ");
+            text.push_str(reason);
+        }
+        text
+    };
+    match evaluation.decision {
+        Decision::Allow => None,
+        Decision::NeedsApproval => Some(format!("needs a human's approval: {}", because())),
+        Decision::Deny => Some(because()),
+    }
+}
+
+/// The outcome of a call that did not run.
+fn denied(reason: String) -> CallOutcome {
+    CallOutcome {
+        status: Status::Denied { reason },
+        exit_code: None,
+        stdout: CapturedOutput::default(),
+        stderr: CapturedOutput::default(),
+        usage: Usage::default(),
+        audit_seq: 0,
+        violations: Vec::new(),
+    }
+}
+
+/// The outcome of a call that ran, from the backend's report.
+fn outcome_of(report: RunReport) -> CallOutcome {
+    let (status, exit_code) = match report.exit {
+        Exit::Code(0) => (Status::Ok, Some(0)),
+        Exit::Code(code) => (Status::ToolError, Some(code)),
+        Exit::Limit(limit) => (Status::LimitExceeded { limit }, None),
+        Exit::Trap(trap) => (Status::Trapped { trap }, None),
+    };
+    CallOutcome {
+        status,
+        exit_code,
+        stdout: report.stdout,
+        stderr: report.stderr,
+        usage: report.usage,
+        audit_seq: 0,
+        violations: report.violations,
+    }
+}

@@ -1,0 +1,141 @@
+//! The `airlock` subcommands: argument parsing (clap) and printing, nothing else.
+//!
+//! Every subcommand goes through the library (`airlock::Runtime`, `airlock::policy`,
+//! `airlock::audit`); this module only turns flags into library calls and results into
+//! text and exit codes. `anyhow` is used here, at the edge, and nowhere in the library.
+//!
+//! Exit codes of `airlock run` and `airlock run-wasm`: the tool's own code when it ran to
+//! an exit; [`EXIT_LIMIT`] when a limit stopped it; [`EXIT_AIRLOCK`] when airlock itself
+//! failed (bad usage, policies that do not load, an audit log that cannot be written);
+//! [`EXIT_DENIED`] when the call was refused; [`EXIT_TRAPPED`] when the guest trapped.
+
+mod audit;
+mod demo;
+mod policy;
+mod run;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+/// A limit (wall time, fuel, memory, table, output) stopped the tool (as `timeout(1)`).
+pub const EXIT_LIMIT: u8 = 124;
+/// airlock itself failed: bad usage, policies that do not load, an unwritable audit log.
+pub const EXIT_AIRLOCK: u8 = 125;
+/// Policy (or sandbox set-up) refused the call; it did not run.
+pub const EXIT_DENIED: u8 = 126;
+/// The guest trapped (as a process killed by SIGABRT would).
+pub const EXIT_TRAPPED: u8 = 134;
+
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a tool defined in the policies, as a caller, in a workspace.
+    ///
+    /// Exit code: the tool's own; 124 a limit stopped it; 125 airlock failed; 126 the call
+    /// was denied; 134 the guest trapped.
+    Run(run::RunArgs),
+    /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
+    /// audited), like `wasmtime run`.
+    RunWasm(run::RunWasmArgs),
+    /// On the built-in policies, in a temporary workspace: an allowed call, a denied call,
+    /// a call that hits a limit, a call that tries to leave its preopen, then `audit verify`.
+    Demo(demo::DemoArgs),
+    /// Check, explain, or describe policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Verify, tail or query the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Where the policies are.
+#[derive(Debug, Clone, Args)]
+pub struct PoliciesArg {
+    /// The policy directory [default: $AIRLOCK_POLICIES, else ./policies, else the
+    /// policies this binary was built with].
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+}
+
+impl PoliciesArg {
+    /// The directory to load.
+    pub fn dir(&self) -> PathBuf {
+        if let Some(dir) = &self.policies {
+            return dir.clone();
+        }
+        if let Some(dir) = std::env::var_os("AIRLOCK_POLICIES") {
+            return PathBuf::from(dir);
+        }
+        let local = PathBuf::from("policies");
+        if local.join("designations.toml").is_file() {
+            return local;
+        }
+        builtin_policies()
+    }
+}
+
+/// The policies shipped with this build (the source tree's `policies/`).
+pub fn builtin_policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// Where the audit log is.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArg {
+    /// The audit log [default: $AIRLOCK_AUDIT, else ~/.local/state/airlock/audit.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+}
+
+impl AuditArg {
+    /// The log's path.
+    pub fn path(&self) -> PathBuf {
+        self.audit.clone().unwrap_or_else(airlock::runtime::default_audit_path)
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { EXIT_AIRLOCK } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => with_tokio(run::run(args)),
+        Command::RunWasm(args) => with_tokio(run::run_wasm(args)),
+        Command::Demo(args) => with_tokio(demo::demo(args)),
+        Command::Policy(command) => with_tokio(policy::policy(command)),
+        Command::Audit(command) => audit::audit(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("airlock: {error:#}");
+            ExitCode::from(EXIT_AIRLOCK)
+        }
+    }
+}
+
+fn with_tokio(future: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(future)
+}
+
+/// Logs to stderr, filtered by `AIRLOCK_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,245 @@
+//! `airlock run` (a tool from the policies) and `airlock run-wasm` (any module under an
+//! ad-hoc grant): both go through `Runtime`, so both are audited.
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Read, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Map, Value};
+
+use airlock::{
+    CallOutcome, CallRequest, Runtime, Status,
+    policy::{Grant, Limits, Mount, PolicySet, Program},
+};
+
+use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_TRAPPED, PoliciesArg};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The tool's name (a file in the policies' tools/).
+    tool: String,
+    /// One argument; the value is typed by the tool's input schema (a string property takes
+    /// the text as is, others parse it as JSON). Repeatable; overrides --args-json.
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    args: Vec<String>,
+    /// All arguments as one JSON object.
+    #[arg(long, value_name = "JSON")]
+    args_json: Option<String>,
+    /// The workspace the call works in [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// Who asks [default: $AIRLOCK_CALLER, else the caller callers.toml maps this uid to,
+    /// else `uid:N`, which gets the default designation].
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
+    /// A session id (budgets count per session).
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    #[command(flatten)]
+    policies: PoliciesArg,
+    #[command(flatten)]
+    audit: AuditArg,
+    /// Print the whole outcome as JSON instead of passing the tool's output through.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    let policies = runtime.policies();
+    let arguments = call_arguments(&policies, &args.tool, args.args_json.as_deref(), &args.args)?;
+    let workspace = match args.workspace {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("cannot read the current directory; pass --workspace")?,
+    };
+    let caller = args.caller.unwrap_or_else(|| default_caller(&policies));
+    let mut request = CallRequest::new(caller, args.tool, workspace).arguments(arguments);
+    request.session = args.session;
+    let outcome = runtime.call(request).await?;
+    runtime.audit().close().await?;
+    report(&outcome, args.json)
+}
+
+/// The caller of a CLI call when none is named.
+fn default_caller(policies: &PolicySet) -> String {
+    if let Ok(name) = std::env::var("AIRLOCK_CALLER") {
+        return name;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    policies.caller_for_uid(uid).unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The call's arguments: `--args-json`, then each `--arg KEY=VALUE` typed by the schema.
+fn call_arguments(policies: &PolicySet, tool: &str, json: Option<&str>, pairs: &[String]) -> anyhow::Result<Value> {
+    let mut arguments = match json {
+        Some(text) => match serde_json::from_str(text).context("--args-json is not valid JSON")? {
+            Value::Object(map) => map,
+            _ => bail!("--args-json must be a JSON object, like '{{\"path\": \"a.txt\"}}'"),
+        },
+        None => Map::new(),
+    };
+    let properties = policies
+        .tool(tool)
+        .and_then(|t| t.input_schema().get("properties").cloned())
+        .unwrap_or(Value::Null);
+    for pair in pairs {
+        let Some((key, text)) = pair.split_once('=') else {
+            bail!("--arg {pair:?} is not KEY=VALUE");
+        };
+        let takes_string = match properties.get(key).and_then(|p| p.get("type")) {
+            Some(Value::String(kind)) => kind == "string",
+            _ => false,
+        };
+        let value = if takes_string {
+            Value::String(text.to_string())
+        } else {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        };
+        arguments.insert(key.to_string(), value);
+    }
+    Ok(Value::Object(arguments))
+}
+
+#[derive(Debug, Args)]
+pub struct RunWasmArgs {
+    /// The module or component to run.
+    module: PathBuf,
+    /// Preopen HOST as GUEST, read-write (`--dir HOST` preopens it at the same path).
+    #[arg(long = "dir", value_name = "HOST::GUEST")]
+    dirs: Vec<String>,
+    /// Preopen HOST as GUEST, read-only.
+    #[arg(long = "ro-dir", value_name = "HOST::GUEST")]
+    ro_dirs: Vec<String>,
+    /// Set an environment variable (nothing else is passed).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Wall-clock limit in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    wall_ms: Option<u64>,
+    /// Fuel limit [default: 10^10].
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory limit in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
+    /// Bytes kept of stdout and of stderr, each [default: 1 MiB].
+    #[arg(long, value_name = "BYTES")]
+    output_bytes: Option<u64>,
+    #[command(flatten)]
+    policies: PoliciesArg,
+    #[command(flatten)]
+    audit: AuditArg,
+    /// Print the whole outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Arguments for the module (after argv[0], the module's file name).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    let module = args
+        .module
+        .canonicalize()
+        .with_context(|| format!("cannot find module {}", args.module.display()))?;
+    let bytes = std::fs::read(&module).with_context(|| format!("cannot read module {}", module.display()))?;
+    let name = module.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
+    let mut grant = Grant::new(name, Program::Wasm { module: module.clone(), sha256: airlock::policy::sha256_hex(&bytes) });
+    grant.args = args.args.clone();
+    for (spec, writable) in args.dirs.iter().map(|d| (d, true)).chain(args.ro_dirs.iter().map(|d| (d, false))) {
+        grant.mounts.push(mount(spec, writable)?);
+    }
+    grant.env = env_pairs(&args.env)?;
+    grant.limits = limits(&args);
+    if !std::io::stdin().is_terminal() {
+        std::io::stdin().read_to_end(&mut grant.stdin).context("cannot read stdin")?;
+    }
+    let recorded = serde_json::json!({
+        "module": module,
+        "args": args.args,
+        "dirs": args.dirs,
+        "ro_dirs": args.ro_dirs,
+        "env": grant.env,
+    });
+    let outcome = runtime.run_grant(airlock::runtime::OPERATOR_CALLER, grant, recorded).await?;
+    runtime.audit().close().await?;
+    report(&outcome, args.json)
+}
+
+fn mount(spec: &str, writable: bool) -> anyhow::Result<Mount> {
+    let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
+    let host = PathBuf::from(host)
+        .canonicalize()
+        .with_context(|| format!("cannot preopen {host}: it does not exist"))?;
+    if !host.is_dir() {
+        bail!("cannot preopen {}: not a directory", host.display());
+    }
+    Ok(Mount { host, guest: guest.to_string(), writable })
+}
+
+fn env_pairs(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => bail!("--env {pair:?} is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn limits(args: &RunWasmArgs) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        wall_ms: args.wall_ms.unwrap_or(defaults.wall_ms),
+        fuel: args.fuel.unwrap_or(defaults.fuel),
+        memory_mib: args.memory_mib.unwrap_or(defaults.memory_mib),
+        output_bytes: args.output_bytes.unwrap_or(defaults.output_bytes),
+        ..defaults
+    }
+}
+
+/// Prints the outcome (the tool's own output, or JSON) and maps it to an exit code.
+fn report(outcome: &CallOutcome, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(outcome)?);
+    } else {
+        std::io::stdout().write_all(&outcome.stdout.bytes)?;
+        std::io::stdout().flush()?;
+        std::io::stderr().write_all(&outcome.stderr.bytes)?;
+        for (name, stream) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+            if stream.truncated {
+                eprintln!(
+                    "airlock: {name} truncated: kept {} of {} bytes",
+                    stream.bytes.len(),
+                    stream.total_bytes
+                );
+            }
+        }
+        match &outcome.status {
+            Status::Ok | Status::ToolError => {}
+            Status::Denied { reason } => eprintln!("airlock: denied: {reason}"),
+            Status::LimitExceeded { limit } => eprintln!("airlock: stopped: {} limit exceeded", limit.name()),
+            Status::Trapped { trap } => eprintln!("airlock: the tool trapped: {trap}"),
+        }
+    }
+    Ok(ExitCode::from(exit_code(outcome)))
+}
+
+/// The exit code that mirrors an outcome (see the module header of `cli`).
+pub fn exit_code(outcome: &CallOutcome) -> u8 {
+    match &outcome.status {
+        Status::Ok => 0,
+        // Exit codes outside 1..=255 (a guest may exit with any i32) become 1.
+        Status::ToolError => outcome.exit_code.and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1),
+        Status::Denied { .. } => EXIT_DENIED,
+        Status::LimitExceeded { .. } => EXIT_LIMIT,
+        Status::Trapped { .. } => EXIT_TRAPPED,
+    }
+}
