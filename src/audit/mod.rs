@@ -1,9 +1,9 @@
 //! The audit log: append-only JSON Lines, one record per call (allowed or not), each
 //! chained to the previous one by sha256, written with a stated durability.
 //!
-//! Owns: the record format and its canonical bytes ([`record`]), redaction of secrets
-//! ([`redact`]), the chained writer ([`writer`]), verification ([`verify`]) and queries
-//! ([`query`]).
+//! Owns: the record format, its canonical bytes and the chain hash ([`record`], whose
+//! header is the format's specification), redaction of secrets (`redact`), the chained
+//! writer (`writer`), verification (`verify`) and queries (`query`).
 //! Must not: decide anything about a call; it records what the pipeline tells it in an
 //! [`AuditEntry`]. It never drops a record silently: a record that cannot be written is an
 //! error, and after one such error the log refuses every later record (fail closed), so
@@ -14,7 +14,7 @@
 //! Readers take `flock(LOCK_SH)` only long enough to read the file's length.
 
 mod query;
-mod record;
+pub mod record;
 mod redact;
 mod scan;
 mod verify;

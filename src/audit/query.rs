@@ -172,6 +172,7 @@ pub fn parse_since_at(input: &str, now: SystemTime) -> Result<SystemTime> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -349,8 +349,12 @@ impl PreparedRecord {
         let hash = chain_hash(prev, &self.fields, scratch);
         self.fields
             .insert("hash".into(), Value::from(hash.as_str()));
-        serde_json::to_writer(&mut *line, &self.fields)
-            .map_err(|source| AuditError::Encode { source })?;
+        let start = line.len();
+        if let Err(source) = serde_json::to_writer(&mut *line, &self.fields) {
+            // Never leave half a record in the batch.
+            line.truncate(start);
+            return Err(AuditError::Encode { source });
+        }
         line.push(b'\n');
         Ok(hash)
     }
@@ -420,6 +424,7 @@ pub(crate) fn short(hash: &str) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -453,7 +458,7 @@ mod tests {
 
     #[test]
     fn floats_survive_a_round_trip_through_the_line() {
-        for f in [0.1, 1.0 / 3.0, 1e300, 5e-324, -0.0, 123456789.123456789] {
+        for f in [0.1, 1.0 / 3.0, 1e300, 5e-324, -0.0, 123_456_789.123_456_79] {
             let v = json!({ "f": f });
             let text = serde_json::to_string(&v).unwrap();
             let back: Value = serde_json::from_str(&text).unwrap();

@@ -342,12 +342,18 @@ impl Walk {
     }
 }
 
-/// The `seq` of a line, if it has one, without checking anything else.
+/// The `seq` of a line, if it has one, without checking anything else. A partial line
+/// still shows its seq when it starts the way the writer starts every record.
 fn lenient_seq(line: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(line)
-        .ok()?
-        .get("seq")?
-        .as_u64()
+    if let Ok(value) = serde_json::from_slice::<Value>(line) {
+        return value.get("seq")?.as_u64();
+    }
+    let digits = line.strip_prefix(br#"{"seq":"#)?;
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
 /// Reads the rest of the file for a line whose seq is in `[from, to)`; returns its line
