@@ -13,10 +13,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
     #[error("cannot read module {path}: {source}")]
-    ReadModule {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadModule { path: PathBuf, source: std::io::Error },
 }
 
 /// Engine-wide settings.
