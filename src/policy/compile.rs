@@ -100,6 +100,8 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
             tools,
         }),
         _ => {
+            // By file, then by position: the order an editor's error list uses.
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             if errors.is_empty() {
                 // Every path that returns None pushes an error first; this keeps a bug in
                 // that from turning into an empty, permissive-looking set.
@@ -201,8 +203,10 @@ fn tool_files(dir: &Path, errors: &mut Vec<PolicyError>) -> Vec<String> {
 /// on), then the first shape error serde finds.
 fn parse<T: DeserializeOwned>(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<T> {
     let (_, syntax) = toml::de::DeTable::parse_recoverable(&source.text);
-    if !syntax.is_empty() {
-        errors.extend(syntax.iter().map(|e| source.toml_error(e)));
+    // Only the first syntax error: the parser recovers, but what it reports after the
+    // first mistake is mostly that mistake's echo (one missing `]` gives five errors).
+    if let Some(first) = syntax.first() {
+        errors.push(source.toml_error(first));
         return None;
     }
     match toml::from_str::<T>(&source.text) {
@@ -330,7 +334,9 @@ fn compile_designations(
                 if !categories.contains_key(c) {
                     errors.push(source.error_at(
                         category.span(),
-                        format!("designation \"{name_str}\" {list}s unknown category \"{c}\""),
+                        format!(
+                            "designation \"{name_str}\" lists unknown category \"{c}\" under {list}"
+                        ),
                         format!(
                             "use one of the categories declared in [categories]: {}",
                             quoted(&known)

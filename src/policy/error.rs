@@ -48,7 +48,7 @@ impl std::error::Error for PolicyError {}
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
 impl PolicyErrors {
-    /// The errors, in the order they were found (designations, callers, audit, tools).
+    /// The errors, by file, then line and column.
     pub fn errors(&self) -> &[PolicyError] {
         &self.0
     }
@@ -172,13 +172,26 @@ fn toml_help(message: &str) -> String {
             .strip_prefix(prefix)
             .and_then(|rest| rest.split_once(", expected "))
         {
-            return format!("change the value to {expected}");
+            return format!("change the value to {}", plain_type(expected));
         }
     }
     if message.starts_with("invalid length") {
         return "change the number of elements as the message says".to_string();
     }
     "fix the TOML syntax at this position (see https://toml.io/en/v1.0.0)".to_string()
+}
+
+/// serde's name for an expected type, in the words of a policy author.
+fn plain_type(expected: &str) -> &str {
+    match expected {
+        "u64" | "u32" | "u16" | "u8" | "usize" => "a whole number, 0 or more (e.g. 5000)",
+        "i64" | "i32" => "a whole number (e.g. 5000)",
+        "a sequence" => "an array (e.g. [\"a\", \"b\"])",
+        "a boolean" => "true or false",
+        "a string" => "a quoted string (e.g. \"text\")",
+        "a map" => "a table",
+        other => other,
+    }
 }
 
 /// Splits "`x`, expected one of `a`, `b`" into ("`x`", Some("`a`, `b`")).

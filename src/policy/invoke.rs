@@ -26,7 +26,9 @@ pub enum InvokeError {
     StrayClosingBrace { element: String },
     #[error("`{element}` has an empty placeholder `{{}}`")]
     EmptyPlaceholder { element: String },
-    #[error("`{element}` has a placeholder `{{{inner}}}` that is not an argument name")]
+    #[error(
+        "`{element}` has a placeholder `{{{inner}}}` that is neither `{{name}}` nor `{{name?TEXT}}` with a non-empty TEXT"
+    )]
     BadName { element: String, inner: String },
     #[error("`{element}`: a flag placeholder `{{name?TEXT}}` must be the whole element")]
     FlagNotWhole { element: String },
@@ -120,7 +122,11 @@ fn scan(element: &str) -> Result<Vec<Raw>, InvokeError> {
                     Some((name, text)) => (name.to_string(), Some(text.to_string())),
                     None => (inner.clone(), None),
                 };
-                if !is_argument_name(&name) || flag.as_deref().is_some_and(|t| t.contains('{')) {
+                if !is_argument_name(&name)
+                    || flag
+                        .as_deref()
+                        .is_some_and(|t| t.is_empty() || t.contains('{'))
+                {
                     return Err(InvokeError::BadName {
                         element: element.to_string(),
                         inner,
