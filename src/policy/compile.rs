@@ -18,8 +18,7 @@ use toml::Spanned;
 
 use super::{
     AuditSettings, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
-    error::{PolicyError, PolicyErrors, SourceFile, whole_file_error},
-    evaluate::list_or_none,
+    error::{PolicyError, PolicyErrors, SourceFile, list_or_none, whole_file_error},
     file::{AuditFile, CallersFile, DesignationsFile, ToolFile},
     grant::{EnvGrants, FileGrants, Limits, Program, WorkspacePath},
     invoke::{ArgTemplate, Invocation, StdinTemplate},
@@ -277,10 +276,6 @@ fn require_text(
     }
 }
 
-fn quoted(items: &[&str]) -> String {
-    list_or_none(items)
-}
-
 fn compile_designations(
     source: &SourceFile,
     errors: &mut Vec<PolicyError>,
@@ -339,7 +334,7 @@ fn compile_designations(
                         ),
                         format!(
                             "use one of the categories declared in [categories]: {}",
-                            quoted(&known)
+                            list_or_none(&known)
                         ),
                     ));
                     continue;
@@ -373,7 +368,7 @@ fn compile_designations(
                         format!("example uses unknown category \"{}\"", category.get_ref()),
                         format!(
                             "use one of the categories declared in [categories]: {}",
-                            quoted(&known)
+                            list_or_none(&known)
                         ),
                     ));
                 }
@@ -432,7 +427,7 @@ fn compile_callers(
                     ),
                     format!(
                         "use one of the designations declared there: {}",
-                        quoted(&known)
+                        list_or_none(&known)
                     ),
                 ));
             }
@@ -617,7 +612,7 @@ fn compile_tool(
             "a tool needs at least one category",
             format!(
                 "list the risk categories the tool belongs to, from: {}",
-                quoted(&known)
+                list_or_none(&known)
             ),
         ));
     }
@@ -630,7 +625,7 @@ fn compile_tool(
                 format!("unknown category \"{c}\""),
                 format!(
                     "use one of the categories declared in designations.toml: {}",
-                    quoted(&known)
+                    list_or_none(&known)
                 ),
             ));
         } else if tool_categories.contains(c) {
@@ -765,7 +760,7 @@ fn compile_tool(
                     format!("placeholder {{{n}}} names no argument: \"{n}\" is not a property of [input]"),
                     format!(
                         "use one of the [input] properties ({}), or declare [input.properties.{n}]",
-                        quoted(&props)
+                        list_or_none(&props)
                     ),
                 ));
             }

@@ -143,6 +143,15 @@ pub(crate) fn whole_file_error(
     }
 }
 
+/// `a, b, c`, or `(none)`.
+pub(crate) fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// The help line for a message from the TOML parser or from serde.
 ///
 /// serde's messages are stable and name what is wrong (`unknown field `x`, expected one of

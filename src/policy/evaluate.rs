@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::{
     Caller, Decision, Grant, PolicySet,
+    error::list_or_none,
     grant::{canonical_workspace, resolve_env, resolve_mounts},
 };
 use crate::outcome::CallRequest;
@@ -245,14 +246,5 @@ impl PolicySet {
                 })
             })
             .collect()
-    }
-}
-
-/// `a, b, c`, or `(none)`.
-pub(crate) fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
-        "(none)".to_string()
-    } else {
-        items.join(", ")
     }
 }
