@@ -295,3 +295,17 @@ impl ToolPolicy {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime shares one `PolicySet` across tasks and threads.
+    #[test]
+    fn policy_set_and_evaluation_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<PolicySet>();
+        send_sync::<Evaluation>();
+        send_sync::<PolicyErrors>();
+    }
+}
