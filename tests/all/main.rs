@@ -4,4 +4,5 @@
 mod common;
 
 mod audit;
+mod policy;
 mod wasi_testsuite;

@@ -1,0 +1,287 @@
+//! The policy files as written: serde mirrors of `designations.toml`, `callers.toml`,
+//! `audit.toml` and `tools/NAME.toml`.
+//!
+//! Owns: the shape of each file (every table `deny_unknown_fields`), with
+//! [`toml::Spanned`] wherever a later validation error must name a line, and the JSON
+//! Schema of the tool file ([`tool_file_schema`]), generated from these types so that it
+//! cannot drift from what the loader accepts.
+//! Must not: validate meaning (known categories, paths, hashes) or be used for decisions;
+//! `compile` turns these into the immutable types that are.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{audit::Fsync, policy::Decision};
+
+/// One tool: `policies/tools/NAME.toml`.
+///
+/// A tool is a program (a wasm module pinned by sha256), the JSON Schema of its arguments,
+/// how those arguments become its argv and stdin, and the capabilities it needs (files,
+/// network, environment, limits). Which callers may use it is decided by its risk
+/// `categories` and the caller's designation (designations.toml).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "airlock tool policy (policies/tools/NAME.toml)")]
+pub(crate) struct ToolFile {
+    /// The tool's name; must equal the file's stem (`csv-dedupe` in
+    /// `tools/csv-dedupe.toml`). Letters, digits, `-` and `_`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// What the tool does, shown to agents (MCP `tools/list`). Required, non-empty.
+    #[schemars(with = "String")]
+    pub description: Spanned<String>,
+    /// Why this tool may exist with these grants. Required, non-empty.
+    #[schemars(with = "String")]
+    pub justification: Spanned<String>,
+    /// The risk categories the tool belongs to (at least one), each declared in
+    /// designations.toml `[categories]`. The caller's designation decides each; the
+    /// strictest decision wins.
+    #[schemars(with = "Vec<String>")]
+    pub categories: Spanned<Vec<Spanned<String>>>,
+    /// `host:port` entries the tool may connect to. Empty or absent: no network.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub network: Vec<Spanned<String>>,
+    /// The program.
+    pub backend: BackendFile,
+    /// JSON Schema (draft 2020-12) of the tool's arguments; must be an object schema
+    /// (`type = "object"`). Shown to agents and checked on every call.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub input: Spanned<toml::Table>,
+    /// How arguments become argv (after argv[0] = the tool's name) and stdin.
+    #[serde(default)]
+    pub invoke: InvokeFile,
+    /// Directories the tool sees, relative to the call's workspace.
+    #[serde(default)]
+    pub files: FilesFile,
+    /// The tool's environment; nothing else is passed.
+    #[serde(default)]
+    pub env: EnvFile,
+    /// Resource limits; each absent one takes airlock's (tight) default.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Examples checked when the policy loads, like unit tests.
+    #[serde(default)]
+    #[schemars(with = "Vec<ToolExampleFile>")]
+    pub examples: Vec<Spanned<ToolExampleFile>>,
+}
+
+/// The program a tool runs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackendFile {
+    /// The wasm module or component file, relative to the policy directory.
+    #[schemars(with = "String")]
+    pub wasm: Spanned<String>,
+    /// The module's sha256, 64 lowercase hex digits; checked when the policy loads and
+    /// again before every run.
+    #[schemars(with = "String")]
+    pub sha256: Spanned<String>,
+}
+
+/// How arguments become argv and stdin.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InvokeFile {
+    /// argv elements after argv[0]. Placeholders: an element exactly `{name}` is the
+    /// argument's value (a string as is, a number or bool as JSON, an array one element per
+    /// item, absent or null: dropped); `{name?TEXT}` is TEXT when the argument is true,
+    /// dropped otherwise; `{name}` inside other text is substituted (scalars only) and the
+    /// element is dropped when the argument is absent; `{{` and `}}` are literal braces.
+    /// Every name must be a property of `input`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub args: Vec<Spanned<String>>,
+    /// `{name}`: the argument's value is the tool's stdin (a string as is, other JSON as
+    /// compact JSON text). Absent: empty stdin.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub stdin: Option<Spanned<String>>,
+}
+
+/// Directories made visible to the tool.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilesFile {
+    /// Read-only directories, relative to the call's workspace (`.` is the whole
+    /// workspace). No absolute paths, no `..`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub read: Vec<Spanned<String>>,
+    /// Read-write directories, relative to the call's workspace. A path in both lists is
+    /// writable.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub write: Vec<Spanned<String>>,
+}
+
+/// The tool's environment: exactly these variables.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvFile {
+    /// Names copied from airlock's own environment when set there.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub pass: Vec<Spanned<String>>,
+    /// Literal values.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// Resource limits of one call; each absent one takes the default.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsFile {
+    /// Wall-clock time, in milliseconds (default 10000).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub wall_ms: Option<Spanned<u64>>,
+    /// Wasm fuel, roughly instructions executed (default 10^10).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub fuel: Option<Spanned<u64>>,
+    /// Linear memory per instance, in MiB (default 64).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub memory_mib: Option<Spanned<u64>>,
+    /// Bytes kept of stdout and of stderr, each (default 1 MiB).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub output_bytes: Option<Spanned<u64>>,
+    /// Table elements per table (default 10000).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub table_elements: Option<Spanned<u64>>,
+    /// Instances per store (default 10).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub instances: Option<Spanned<u64>>,
+}
+
+/// An example call, checked when the policy loads: either the argv it must produce
+/// (`args`) or a denial it must get (`deny`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToolExampleFile {
+    /// The arguments (a table, as an agent would send them).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub arguments: toml::Table,
+    /// The argv the arguments must produce, after argv[0].
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// A substring of the reason the arguments must be denied with.
+    #[serde(default)]
+    pub deny: Option<String>,
+}
+
+/// `designations.toml`: the risk categories and the designations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DesignationsFile {
+    /// Category name -> what a tool in it does.
+    pub categories: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Designation name -> its rules.
+    #[serde(default)]
+    pub designations: BTreeMap<Spanned<String>, Spanned<DesignationFile>>,
+}
+
+/// One designation: which categories it allows, sends for approval, or denies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DesignationFile {
+    pub justification: Spanned<String>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub approve: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub examples: Vec<Spanned<DesignationExampleFile>>,
+}
+
+/// A designation example: a tool with these categories must get `expect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DesignationExampleFile {
+    pub categories: Vec<Spanned<String>>,
+    pub expect: Decision,
+}
+
+/// `callers.toml`: callers -> designation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallersFile {
+    /// The designation of callers not listed; absent: unknown callers are refused.
+    #[serde(default)]
+    pub default: Option<Spanned<String>>,
+    #[serde(default)]
+    pub callers: BTreeMap<Spanned<String>, CallerFile>,
+}
+
+/// One caller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallerFile {
+    pub designation: Spanned<String>,
+    #[serde(default)]
+    pub uids: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `audit.toml` (optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditFile {
+    #[serde(default)]
+    pub fsync: Fsync,
+    #[serde(default)]
+    pub redact: Vec<Spanned<String>>,
+}
+
+/// The JSON Schema of a tool file (`policies/tools/NAME.toml`), generated from the types
+/// the loader deserializes into; `airlock policy schema` prints it. Editors with TOML
+/// schema support (taplo, even-better-toml) can use it for completion.
+pub fn tool_file_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(ToolFile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_file_schema_denies_unknown_keys_and_requires_the_core_fields() {
+        let schema = tool_file_schema();
+        assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+        let required = schema["required"].as_array().cloned().unwrap_or_default();
+        for field in [
+            "name",
+            "description",
+            "justification",
+            "categories",
+            "backend",
+            "input",
+        ] {
+            assert!(
+                required.contains(&serde_json::json!(field)),
+                "{field} not required"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_key_in_a_nested_table_is_rejected() {
+        let error = toml::from_str::<LimitsFile>("wall = 1").err();
+        let message = error.map(|e| e.message().to_string()).unwrap_or_default();
+        assert!(message.starts_with("unknown field `wall`"), "{message}");
+    }
+}
