@@ -161,6 +161,11 @@ impl Runtime {
         &self.wasm
     }
 
+    /// Drains and syncs the audit log; the runtime is gone afterwards.
+    pub async fn close(self) -> Result<()> {
+        Ok(self.audit.close().await?)
+    }
+
     /// The tools `caller` may see: every tool whose decision for it is not deny.
     pub fn tools_for(&self, caller: &str) -> Vec<ToolInfo> {
         self.policies().tools_for(caller)
@@ -172,23 +177,19 @@ impl Runtime {
     pub async fn call(&self, request: CallRequest) -> Result<CallOutcome> {
         let policies = self.policies();
         let evaluation = policies.evaluate(&request.caller, &request.tool, &request.arguments, &request.workspace);
-        let entry = AuditEntry {
-            caller: request.caller.clone(),
-            designation: evaluation.caller.as_ref().map(|c| c.designation.clone()),
-            session: request.session.clone(),
-            tool: request.tool.clone(),
-            tool_sha256: evaluation.tool_sha256.clone(),
-            policy_digest: Some(policies.digest().to_string()),
-            arguments: request.arguments.clone(),
-            env: Default::default(),
-            workspace: Some(request.workspace.clone()),
-            decision: evaluation.decision,
-            rule: evaluation.rule.clone(),
-            reasons: evaluation.reasons.clone(),
-            backend: None,
-            outcome: None,
-            violations: Vec::new(),
-        };
+        let mut entry = AuditEntry::new(
+            &request.caller,
+            &request.tool,
+            request.arguments.clone(),
+            evaluation.decision,
+            &evaluation.rule,
+        );
+        entry.designation = evaluation.caller.designation.clone();
+        entry.session = request.session.clone();
+        entry.tool_sha256 = evaluation.tool_sha256.clone();
+        entry.policy_digest = Some(policies.digest().to_string());
+        entry.workspace = Some(request.workspace.clone());
+        entry.reasons = evaluation.reasons.clone();
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
             None => match evaluation.grant {
@@ -201,23 +202,15 @@ impl Runtime {
     /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`): no policy
     /// evaluation, but the same backend, limits and audit record as any call.
     pub async fn run_grant(&self, caller: &str, grant: Grant, arguments: serde_json::Value) -> Result<CallOutcome> {
-        let entry = AuditEntry {
-            caller: caller.to_string(),
-            designation: None,
-            session: None,
-            tool: grant.tool.clone(),
-            tool_sha256: grant.program_sha256().map(str::to_string),
-            policy_digest: None,
+        let mut entry = AuditEntry::new(
+            caller,
+            &grant.tool,
             arguments,
-            env: Default::default(),
-            workspace: grant.mounts.first().map(|m| m.host.clone()),
-            decision: Decision::Allow,
-            rule: "ad-hoc grant composed by the operator (airlock run-wasm): exactly the capabilities given on the command line".into(),
-            reasons: Vec::new(),
-            backend: None,
-            outcome: None,
-            violations: Vec::new(),
-        };
+            Decision::Allow,
+            "ad-hoc grant composed by the operator (airlock run-wasm): exactly the capabilities given on the command line",
+        );
+        entry.tool_sha256 = grant.program_sha256().map(str::to_string);
+        entry.workspace = grant.mounts.first().map(|m| m.host.clone());
         self.run(entry, grant).await
     }
 
@@ -309,6 +302,6 @@ fn outcome_of(report: RunReport) -> CallOutcome {
         stderr: report.stderr,
         usage: report.usage,
         audit_seq: 0,
-        violations: report.violations,
+        violations: Vec::new(),
     }
 }

@@ -31,7 +31,7 @@ pub use writer::{AuditLog, AuditStats};
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,7 @@ pub enum AuditError {
     },
     #[error(
         "audit log {path} does not end with a valid record of its chain (line {line}: \
-         {reason}); refusing to append to it: run `airlock audit verify {path}` to find the \
+         {reason}); refusing to append to it: run `airlock audit verify --audit {path}` to find the \
          first bad record, and move the damaged log aside"
     )]
     CorruptTail {
@@ -84,7 +84,7 @@ pub enum AuditError {
     },
     #[error(
         "audit log {path} shrank from {expected} to {found} bytes while open: records were \
-         removed by something else; refusing to append: run `airlock audit verify {path}`"
+         removed by something else; refusing to append: run `airlock audit verify --audit {path}`"
     )]
     Shrunk {
         path: PathBuf,
@@ -102,7 +102,7 @@ pub enum AuditError {
     #[error(
         "cannot write to audit log {path}: {source}; the record was not written and the log \
          accepts no more records (fail closed): free disk space or fix the file, run \
-         `airlock audit verify {path}`, then restart"
+         `airlock audit verify --audit {path}`, then restart"
     )]
     Write {
         path: PathBuf,
@@ -111,7 +111,7 @@ pub enum AuditError {
     #[error(
         "cannot make audit log {path} durable (fdatasync): {source}; the record may not \
          have reached the disk, it was not acknowledged and the log accepts no more records \
-         (fail closed): check the disk, run `airlock audit verify {path}`, then restart"
+         (fail closed): check the disk, run `airlock audit verify --audit {path}`, then restart"
     )]
     Sync {
         path: PathBuf,
@@ -119,7 +119,7 @@ pub enum AuditError {
     },
     #[error(
         "audit log {path} accepts no more records after an earlier failure ({cause}); \
-         calls cannot be audited, so none run: fix the cause, run `airlock audit verify \
+         calls cannot be audited, so none run: fix the cause, run `airlock audit verify --audit \
          {path}`, then restart"
     )]
     Poisoned { path: PathBuf, cause: String },
@@ -132,7 +132,7 @@ pub enum AuditError {
     Encode { source: serde_json::Error },
     #[error(
         "audit log {path}, line {line}: not a readable audit record ({reason}); run \
-         `airlock audit verify {path}` to see whether the log was damaged"
+         `airlock audit verify --audit {path}` to see whether the log was damaged"
     )]
     BadLine {
         path: PathBuf,
@@ -266,49 +266,3 @@ pub struct AuditConfig {
     pub redact: Redactor,
 }
 
-/// The serde mirror of `audit.toml` in a policy directory.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditSettingsFile {
-    #[serde(default)]
-    fsync: Fsync,
-    redact: Option<Vec<String>>,
-}
-
-/// Name of the optional audit settings file inside a policy directory.
-pub const AUDIT_SETTINGS_FILE: &str = "audit.toml";
-
-impl AuditConfig {
-    /// Reads `audit.toml` from the policy directory `policy_dir`. Defaults when the file is
-    /// absent, and for each absent key: `fsync = "batch"`, `redact` =
-    /// [`DEFAULT_REDACT_PATTERNS`] (`redact = []` turns redaction off).
-    pub fn load(policy_dir: &Path) -> Result<AuditConfig> {
-        let path = policy_dir.join(AUDIT_SETTINGS_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(AuditConfig::default());
-            }
-            Err(e) => {
-                return Err(AuditError::Settings {
-                    path,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        AuditConfig::from_toml(&text).map_err(|reason| AuditError::Settings { path, reason })
-    }
-
-    /// Parses the text of an `audit.toml` (see [`AuditConfig::load`] for the defaults).
-    pub fn from_toml(text: &str) -> Result<AuditConfig, String> {
-        let file: AuditSettingsFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let redact = match file.redact {
-            None => Redactor::default(),
-            Some(patterns) => Redactor::new(&patterns).map_err(|e| e.to_string())?,
-        };
-        Ok(AuditConfig {
-            fsync: file.fsync,
-            redact,
-        })
-    }
-}

@@ -62,16 +62,8 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify { audit } => {
             let path = audit.path();
             let report = audit::verify(&path)?;
-            match report.first_bad {
-                None => {
-                    println!("{}: ok: {} records, chain intact", path.display(), report.records);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(bad) => {
-                    println!("{}: BROKEN: {}", path.display(), bad.reason);
-                    Ok(ExitCode::from(1))
-                }
-            }
+            println!("{}: {report}", path.display());
+            Ok(if report.first_bad.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         AuditCommand::Tail { lines, json, audit } => {
             print_records(&audit::tail(&audit.path(), lines)?, json)?;
@@ -91,7 +83,7 @@ fn print_records(records: &[AuditRecord], json: bool) -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string(record)?);
         } else {
-            println!("{}", record.summary());
+            println!("{record}");
         }
     }
     Ok(())

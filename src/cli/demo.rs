@@ -57,15 +57,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let outcome = runtime.call(request).await?;
         print!("{}", describe(&outcome));
     }
-    runtime.audit().close().await?;
+    runtime.close().await?;
 
     println!("\n== audit verify {}", audit_path.display());
     let report = audit::verify(&audit_path)?;
     let intact = report.first_bad.is_none();
-    match &report.first_bad {
-        None => println!("ok: {} records, chain intact", report.records),
-        Some(bad) => println!("BROKEN: {}", bad.reason),
-    }
+    println!("{report}");
     if args.keep {
         let kept = temp.keep();
         println!("\nkept {}", kept.display());

@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut request = CallRequest::new(caller, args.tool, workspace).arguments(arguments);
     request.session = args.session;
     let outcome = runtime.call(request).await?;
-    runtime.audit().close().await?;
+    runtime.close().await?;
     report(&outcome, args.json)
 }
 
@@ -72,7 +72,7 @@ fn default_caller(policies: &PolicySet) -> String {
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    policies.caller_for_uid(uid).unwrap_or_else(|| format!("uid:{uid}"))
+    policies.caller_for_uid(uid).map_or_else(|| format!("uid:{uid}"), str::to_string)
 }
 
 /// The call's arguments: `--args-json`, then each `--arg KEY=VALUE` typed by the schema.
@@ -169,7 +169,7 @@ pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
         "env": grant.env,
     });
     let outcome = runtime.run_grant(airlock::runtime::OPERATOR_CALLER, grant, recorded).await?;
-    runtime.audit().close().await?;
+    runtime.close().await?;
     report(&outcome, args.json)
 }
 

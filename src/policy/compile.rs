@@ -479,8 +479,11 @@ fn compile_callers(
 
 fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<AuditSettings> {
     let file: AuditFile = parse(source, errors)?;
+    let Some(patterns) = &file.redact else {
+        return Some(AuditSettings { fsync: file.fsync, ..AuditSettings::default() });
+    };
     let mut redact = Vec::new();
-    for pattern in &file.redact {
+    for pattern in patterns {
         match regex::Regex::new(pattern.get_ref()) {
             Ok(_) => redact.push(pattern.get_ref().clone()),
             Err(e) => {

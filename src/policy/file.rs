@@ -243,8 +243,8 @@ pub(crate) struct CallerFile {
 pub(crate) struct AuditFile {
     #[serde(default)]
     pub fsync: Fsync,
-    #[serde(default)]
-    pub redact: Vec<Spanned<String>>,
+    /// Absent: [`crate::audit::DEFAULT_REDACT_PATTERNS`]; `[]` turns redaction off.
+    pub redact: Option<Vec<Spanned<String>>>,
 }
 
 /// The JSON Schema of a tool file (`policies/tools/NAME.toml`), generated from the types

@@ -380,3 +380,18 @@ mod tests {
         assert_eq!(grant.limits, Limits::default());
     }
 }
+
+impl Grant {
+    /// The sha256 the program is pinned to, if it is pinned.
+    pub fn program_sha256(&self) -> Option<&str> {
+        match &self.program {
+            Program::Wasm { sha256, .. } => Some(sha256),
+        }
+    }
+}
+
+/// The sha256 of `bytes` as lowercase hex (how modules are pinned).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}

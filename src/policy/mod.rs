@@ -26,7 +26,7 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
 pub use grant::{
-    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath,
+    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath, sha256_hex,
     WorkspacePathError,
 };
 pub use invoke::InvokeError;
@@ -63,6 +63,11 @@ impl PolicySet {
     /// Returns every mistake found, in every file, not just the first.
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         compile::load(dir)
+    }
+
+    /// The names of the listed callers.
+    pub fn callers(&self) -> impl Iterator<Item = &str> {
+        self.callers.callers.keys().map(String::as_str)
     }
 
     /// The policy directory this set was loaded from (as given to [`PolicySet::load`]).
@@ -171,13 +176,23 @@ pub struct Caller {
 }
 
 /// audit.toml, compiled.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditSettings {
     /// When records reach the disk.
     pub fsync: Fsync,
     /// Regexes (already checked to compile): argument keys at any depth and env names that
     /// match are redacted in the audit log.
     pub redact: Vec<String>,
+}
+
+impl Default for AuditSettings {
+    /// No `audit.toml`: group commit (`batch`) and the default redaction patterns.
+    fn default() -> Self {
+        AuditSettings {
+            fsync: Fsync::Batch,
+            redact: crate::audit::DEFAULT_REDACT_PATTERNS.iter().map(|p| p.to_string()).collect(),
+        }
+    }
 }
 
 /// One tool, compiled: everything validated, the module's sha256 checked, the input

@@ -698,17 +698,3 @@ async fn query_reports_a_line_that_is_not_a_record() {
     ));
 }
 
-#[test]
-fn audit_toml_sets_fsync_and_redaction() {
-    let c = AuditConfig::from_toml("fsync = \"always\"\nredact = [\"(?i)^x-\"]\n").unwrap();
-    assert_eq!(c.fsync, Fsync::Always);
-    assert!(c.redact.matches("X-Api") && !c.redact.matches("password"));
-    let c = AuditConfig::from_toml("").unwrap();
-    assert_eq!(c.fsync, Fsync::Batch);
-    assert!(c.redact.matches("password"));
-    assert!(AuditConfig::from_toml("fsync = \"sometimes\"").is_err());
-    assert!(AuditConfig::from_toml("unknown = 1").is_err());
-    assert!(AuditConfig::from_toml("redact = [\"(\"]").is_err());
-    let dir = tempfile::tempdir().unwrap();
-    assert_eq!(AuditConfig::load(dir.path()).unwrap().fsync, Fsync::Batch);
-}
