@@ -121,11 +121,13 @@ impl ModuleCache {
                 pinned: pinned.to_string(),
             });
         }
-        let cell = self
-            .entries()
-            .entry(pinned.to_string())
-            .or_default()
-            .clone();
+        let cell = {
+            let mut entries = self.entries();
+            match entries.get(pinned) {
+                Some(cell) => cell.clone(),
+                None => entries.entry(pinned.to_string()).or_default().clone(),
+            }
+        };
         if let Some(compiled) = cell.get() {
             bump(&self.loader.counters.memory_hits);
             return Ok(compiled.clone());
