@@ -798,3 +798,35 @@ async fn warm_call_overhead() {
         assert!(ratio <= 4.0, "ratio {ratio:.2}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_an_error_not_a_trap() {
+    let backend = Arc::new(
+        WasmBackend::new(WasmConfig {
+            max_instances: 1,
+            ..test_config()
+        })
+        .unwrap(),
+    );
+    let mut sleeper = grant("sleep.wat", &["500"]);
+    sleeper.limits.wall_ms = 5_000;
+    let first = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.run(&sleeper).await.unwrap().exit })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = backend.run(&grant("spin.wat", &["1"])).await.unwrap_err();
+    assert!(matches!(err, WasmError::Instantiate { .. }), "{err}");
+    assert_eq!(first.await.unwrap(), Exit::Code(0));
+    // Once the slot is free again, calls run.
+    assert_eq!(
+        backend.run(&grant("spin.wat", &["1"])).await.unwrap().exit,
+        Exit::Code(0)
+    );
+}
+
+#[test]
+fn the_backend_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<WasmBackend>();
+}

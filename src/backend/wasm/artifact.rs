@@ -5,6 +5,7 @@
 //! version        4 bytes   FORMAT_VERSION, little endian
 //! kind           1 byte    0 = core module, 1 = component
 //! compat        32 bytes   sha256 of the engine's precompile compatibility hash
+//! source        32 bytes   sha256 of the module file it was compiled from (the pin)
 //! digest        32 bytes   sha256 of the artifact bytes that follow
 //! length         8 bytes   artifact length, little endian
 //! artifact       length bytes, as produced by `Module::serialize`/`Component::serialize`
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 const MAGIC: &[u8; 8] = b"ALCWASM\0";
 /// Bumped whenever the layout above changes: old files are then rejected and rebuilt.
 const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 1 + 32 + 32 + 8;
+const HEADER_LEN: usize = 8 + 4 + 1 + 32 + 32 + 32 + 8;
 
 /// What an artifact holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,8 @@ pub enum ArtifactReject {
     Kind { found: u8, expected: ArtifactKind },
     #[error("built by an incompatible engine (different wasmtime version or settings)")]
     Incompatible,
+    #[error("compiled from a different module than its file name says")]
+    Source,
     #[error("length field says {declared} bytes, file holds {actual}")]
     Length { declared: u64, actual: u64 },
     #[error("artifact digest mismatch: the file is corrupted")]
@@ -90,26 +93,35 @@ pub fn path_for(dir: &Path, sha256: &str) -> PathBuf {
     dir.join(format!("{sha256}.cwasm"))
 }
 
+/// The identity an artifact must match: what it holds, which engine built it, and from
+/// which module.
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactId<'a> {
+    /// Core module or component.
+    pub kind: ArtifactKind,
+    /// [`engine_compat_digest`] of the engine.
+    pub compat: &'a [u8; 32],
+    /// sha256 of the module file.
+    pub source: &'a [u8; 32],
+}
+
 /// Header + artifact bytes.
-pub fn encode(kind: ArtifactKind, compat: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
+pub fn encode(id: ArtifactId<'_>, artifact: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + artifact.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.push(kind.byte());
-    out.extend_from_slice(compat);
+    out.push(id.kind.byte());
+    out.extend_from_slice(id.compat);
+    out.extend_from_slice(id.source);
     out.extend_from_slice(&Sha256::digest(artifact));
     out.extend_from_slice(&(artifact.len() as u64).to_le_bytes());
     out.extend_from_slice(artifact);
     out
 }
 
-/// Checks magic, version, kind, engine compatibility, length and digest; returns the
-/// artifact bytes only if all hold.
-pub fn decode<'a>(
-    file: &'a [u8],
-    expected: ArtifactKind,
-    compat: &[u8; 32],
-) -> Result<&'a [u8], ArtifactReject> {
+/// Checks magic, version, kind, engine compatibility, source, length and digest; returns
+/// the artifact bytes only if all hold.
+pub fn decode<'a>(file: &'a [u8], id: ArtifactId<'_>) -> Result<&'a [u8], ArtifactReject> {
     if file.len() < HEADER_LEN {
         return Err(ArtifactReject::Truncated);
     }
@@ -124,15 +136,19 @@ pub fn decode<'a>(
         return Err(ArtifactReject::Version { found: version });
     }
     let (kind, rest) = rest.split_at(1);
-    if kind[0] != expected.byte() {
+    if kind[0] != id.kind.byte() {
         return Err(ArtifactReject::Kind {
             found: kind[0],
-            expected,
+            expected: id.kind,
         });
     }
-    let (file_compat, rest) = rest.split_at(32);
-    if file_compat != compat {
+    let (compat, rest) = rest.split_at(32);
+    if compat != id.compat {
         return Err(ArtifactReject::Incompatible);
+    }
+    let (source, rest) = rest.split_at(32);
+    if source != id.source {
+        return Err(ArtifactReject::Source);
     }
     let (digest, rest) = rest.split_at(32);
     let declared = u64::from_le_bytes(rest.try_into().map_err(|_| ArtifactReject::Truncated)?);
@@ -164,59 +180,63 @@ mod tests {
     use super::*;
 
     const COMPAT: [u8; 32] = [7; 32];
+    const SOURCE: [u8; 32] = [3; 32];
+    const ID: ArtifactId<'static> = ArtifactId {
+        kind: ArtifactKind::Module,
+        compat: &COMPAT,
+        source: &SOURCE,
+    };
 
     #[test]
     fn round_trips() {
-        let file = encode(ArtifactKind::Module, &COMPAT, b"artifact");
-        assert_eq!(
-            decode(&file, ArtifactKind::Module, &COMPAT),
-            Ok(&b"artifact"[..])
-        );
+        let file = encode(ID, b"artifact");
+        assert_eq!(decode(&file, ID), Ok(&b"artifact"[..]));
     }
 
     #[test]
     fn rejects_every_kind_of_damage() {
-        let file = encode(ArtifactKind::Module, &COMPAT, b"artifact");
-        assert_eq!(
-            decode(&file[..10], ArtifactKind::Module, &COMPAT),
-            Err(ArtifactReject::Truncated)
-        );
+        let file = encode(ID, b"artifact");
+        assert_eq!(decode(&file[..10], ID), Err(ArtifactReject::Truncated));
 
         let mut bad = file.clone();
         bad[0] ^= 1;
-        assert_eq!(
-            decode(&bad, ArtifactKind::Module, &COMPAT),
-            Err(ArtifactReject::Magic)
-        );
+        assert_eq!(decode(&bad, ID), Err(ArtifactReject::Magic));
 
         let mut bad = file.clone();
         bad[8] = 9;
-        assert_eq!(
-            decode(&bad, ArtifactKind::Module, &COMPAT),
-            Err(ArtifactReject::Version { found: 9 })
-        );
+        assert_eq!(decode(&bad, ID), Err(ArtifactReject::Version { found: 9 }));
 
+        let component = ArtifactId {
+            kind: ArtifactKind::Component,
+            ..ID
+        };
         assert!(matches!(
-            decode(&file, ArtifactKind::Component, &COMPAT),
+            decode(&file, component),
             Err(ArtifactReject::Kind { .. })
         ));
+        let other_engine = ArtifactId {
+            compat: &[8; 32],
+            ..ID
+        };
         assert_eq!(
-            decode(&file, ArtifactKind::Module, &[8; 32]),
+            decode(&file, other_engine),
             Err(ArtifactReject::Incompatible)
         );
+        let other_source = ArtifactId {
+            source: &[4; 32],
+            ..ID
+        };
+        assert_eq!(decode(&file, other_source), Err(ArtifactReject::Source));
 
         let mut bad = file.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert_eq!(
-            decode(&bad, ArtifactKind::Module, &COMPAT),
-            Err(ArtifactReject::Digest)
-        );
+        assert_eq!(decode(&bad, ID), Err(ArtifactReject::Digest));
 
         let mut bad = file.clone();
         bad.push(0);
         assert!(matches!(
-            decode(&bad, ArtifactKind::Module, &COMPAT),
+            decode(&bad, ID),
             Err(ArtifactReject::Length { .. })
         ));
     }

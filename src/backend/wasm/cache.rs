@@ -27,7 +27,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 use super::{
     WasmError,
-    artifact::{self, ArtifactKind},
+    artifact::{self, ArtifactId, ArtifactKind},
     engine::Linkers,
     store::CallState,
 };
@@ -193,7 +193,8 @@ impl Loader {
             path: module.to_path_buf(),
             source,
         })?;
-        let actual = hex::encode(Sha256::digest(&source));
+        let digest: [u8; 32] = Sha256::digest(&source).into();
+        let actual = hex::encode(digest);
         if actual != pinned {
             return Err(WasmError::DigestMismatch {
                 module: module.to_path_buf(),
@@ -211,15 +212,20 @@ impl Loader {
             detail: "not a WebAssembly module or component (bad header)".into(),
         })?;
 
-        let loaded = match self.load_artifact(kind, pinned) {
+        let id = ArtifactId {
+            kind,
+            compat: &self.compat,
+            source: &digest,
+        };
+        let loaded = match self.load_artifact(id, pinned) {
             Some(loaded) => loaded,
-            None => self.compile(module, kind, &binary, pinned)?,
+            None => self.compile(module, id, &binary, pinned)?,
         };
         self.link(module, loaded)
     }
 
     /// The artifact on disk, if there is one and it passes every check.
-    fn load_artifact(&self, kind: ArtifactKind, pinned: &str) -> Option<Loaded> {
+    fn load_artifact(&self, id: ArtifactId<'_>, pinned: &str) -> Option<Loaded> {
         let dir = self.cache_dir.as_ref()?;
         let path = artifact::path_for(dir, pinned);
         let file = match std::fs::read(&path) {
@@ -230,23 +236,25 @@ impl Loader {
                 return None;
             }
         };
-        let bytes = match artifact::decode(&file, kind, &self.compat) {
+        let bytes = match artifact::decode(&file, id) {
             Ok(bytes) => bytes,
             Err(reason) => {
                 self.reject(&path, &reason.to_string());
                 return None;
             }
         };
-        let loaded = match kind {
+        let loaded = match id.kind {
             ArtifactKind::Module => {
                 // SAFETY: `Module::deserialize` trusts its input to be wasmtime's own
                 // output. These bytes are: they come from our cache directory, which only
                 // this backend writes (created 0700, refused if group/other-writable or
                 // owned by another user, never mounted into a guest), framed by our header
                 // whose magic, format version, kind, engine compatibility digest (wasmtime
-                // version + compile settings), length and sha256 over exactly these bytes
-                // were all checked just above, so they are the unmodified output of
-                // `Module::serialize` from a compatible engine.
+                // version + compile settings), source module digest (the verified pin),
+                // length and sha256 over exactly these bytes were all checked just above,
+                // so they are the unmodified output of `Module::serialize` from a
+                // compatible engine. (The digest catches corruption, not a forger: the
+                // directory's permissions are what keep others from writing it.)
                 let module = unsafe { Module::deserialize(&self.engine, bytes) };
                 module.map(Loaded::Module)
             }
@@ -283,7 +291,7 @@ impl Loader {
     fn compile(
         &self,
         module: &Path,
-        kind: ArtifactKind,
+        id: ArtifactId<'_>,
         binary: &[u8],
         pinned: &str,
     ) -> Result<Loaded, WasmError> {
@@ -292,7 +300,7 @@ impl Loader {
             module: module.to_path_buf(),
             detail: format!("{e:#}"),
         };
-        let (loaded, serialized) = match kind {
+        let (loaded, serialized) = match id.kind {
             ArtifactKind::Module => {
                 let m = Module::new(&self.engine, binary).map_err(compile_error)?;
                 let s = self.cache_dir.as_ref().map(|_| m.serialize());
@@ -308,9 +316,7 @@ impl Loader {
             let path = artifact::path_for(dir, pinned);
             let written = serialized
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))
-                .and_then(|bytes| {
-                    artifact::write_atomic(&path, &artifact::encode(kind, &self.compat, &bytes))
-                });
+                .and_then(|bytes| artifact::write_atomic(&path, &artifact::encode(id, &bytes)));
             if let Err(e) = written {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write compiled artifact; the next process will compile again");
             }

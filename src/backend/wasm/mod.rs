@@ -71,7 +71,10 @@ pub enum WasmError {
          (`wasi_snapshot_preview1`) and preview2 (`wasi:cli/command`) imports"
     )]
     Link { module: PathBuf, detail: String },
-    #[error("cannot instantiate tool {tool}: {detail}")]
+    #[error(
+        "cannot instantiate tool {tool}: {detail}; if the instance pool is exhausted, retry \
+         later or raise WasmConfig::max_instances"
+    )]
     Instantiate { tool: String, detail: String },
     #[error(
         "cannot open mount {host}: {source}; the mount's host path must be an existing directory"
