@@ -2,9 +2,9 @@
 //! cached by sha256, a fresh store with limits per call, a WASI context built only from
 //! the grant.
 //!
-//! A call goes: [`cache`] (pinned digest checked on a miss; compiled and pre-linked once)
-//! -> [`wasi`] (args, env, stdin, capped stdout/stderr, preopens, sockets from the grant)
-//! -> a fresh `Store` with a [`store::GrantLimiter`], fuel and an epoch deadline -> the
+//! A call goes: `cache` (pinned digest checked on a miss; compiled and pre-linked once)
+//! -> `wasi` (args, env, stdin, capped stdout/stderr, preopens, sockets from the grant)
+//! -> a fresh `Store` with a `store::GrantLimiter`, fuel and an epoch deadline -> the
 //! entry point (`_start` for a preview1 module, `wasi:cli/run#run` for a preview2
 //! component) under a wall-clock timeout -> [`Exit`] classified from how it ended.
 //!
@@ -163,7 +163,8 @@ pub struct RunReport {
     pub stdout: CapturedOutput,
     /// Captured stderr (at most `limits.output_bytes`).
     pub stderr: CapturedOutput,
-    /// Wall time, fuel consumed, peak linear memory.
+    /// Wall time (instantiate + run), fuel consumed, peak linear memory (all memories of
+    /// the store).
     pub usage: Usage,
 }
 
@@ -201,7 +202,9 @@ impl WasmBackend {
     /// Runs the grant's program under the grant's limits.
     ///
     /// `Err` means it did not run (denied: digest mismatch, link error, bad mount, ...);
-    /// `Ok` carries how it ended, including limits and traps.
+    /// `Ok` carries how it ended, including limits and traps (see `classify` for how).
+    /// The wall-clock limit covers instantiation and the run, not a first call's compile.
+    /// Must be called inside a tokio runtime with the time driver enabled.
     pub async fn run(&self, grant: &Grant) -> Result<RunReport> {
         let Program::Wasm { module, sha256 } = &grant.program;
         let compiled = self.cache.get(module, sha256).await?;
