@@ -452,9 +452,16 @@ async fn a_mount_that_is_not_a_directory_is_refused() {
 
 #[tokio::test]
 async fn args_env_and_stdin_are_exactly_the_grant() {
-    // SAFETY: set_var is unsafe because other threads may read the environment
-    // concurrently; nothing in this test binary reads AIRLOCK_HOST_ONLY but this test.
-    unsafe { std::env::set_var("AIRLOCK_HOST_ONLY", "leaked") };
+    // The test process has variables of its own (cargo sets CARGO_MANIFEST_DIR for the
+    // test binary; PATH is always there). They are set before any thread starts, unlike a
+    // `set_var` here, which would race with other tests reading the environment.
+    let host_only = ["PATH", "CARGO_MANIFEST_DIR"];
+    for name in host_only {
+        assert!(
+            std::env::var_os(name).is_some(),
+            "{name} should be set in the test process"
+        );
+    }
     let mut g = grant("echo.wat", &["one", "two words"]);
     g.env = BTreeMap::from([
         ("A".to_string(), "1".to_string()),
@@ -467,7 +474,12 @@ async fn args_env_and_stdin_are_exactly_the_grant() {
         report.stdout.text(),
         "echo.wat\none\ntwo words\n--\nA=1\nB=x=y\n--\nfrom stdin\n"
     );
-    assert!(!report.stdout.text().contains("AIRLOCK_HOST_ONLY"));
+    for name in host_only {
+        assert!(
+            !report.stdout.text().contains(name),
+            "{name} leaked into the guest"
+        );
+    }
 }
 
 #[tokio::test]
