@@ -36,7 +36,7 @@ use self::{
     cache::{Compiled, ModuleCache},
     engine::{EpochTicker, Linkers},
     output::CappedOutput,
-    store::{CallState, GrantLimiter},
+    store::{CallState, EngineCeilings, GrantLimiter},
 };
 use crate::{
     outcome::{CapturedOutput, Limit, Usage},
@@ -171,6 +171,7 @@ pub struct RunReport {
 /// The wasm backend: one engine, its linkers, its module cache.
 pub struct WasmBackend {
     engine: Engine,
+    ceilings: EngineCeilings,
     cache: ModuleCache,
     // Declared last so it stops after everything else is dropped.
     _ticker: EpochTicker,
@@ -187,7 +188,12 @@ impl WasmBackend {
         let engine = engine::build_engine(&config)?;
         let linkers = Linkers::new(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let ceilings = EngineCeilings {
+            memory_bytes: config.max_memory_bytes,
+            table_elements: config.max_table_elements as u64,
+        };
         Ok(WasmBackend {
+            ceilings,
             cache: ModuleCache::new(engine.clone(), linkers, config.cache_dir),
             engine,
             _ticker: ticker,
@@ -214,7 +220,7 @@ impl WasmBackend {
             &self.engine,
             CallState {
                 wasi: wasi.ctx,
-                limiter: GrantLimiter::new(&grant.limits),
+                limiter: GrantLimiter::new(&grant.limits, self.ceilings),
             },
         );
         store.limiter(|state| &mut state.limiter);
