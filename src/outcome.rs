@@ -33,11 +33,7 @@ fn empty_object() -> serde_json::Value {
 
 impl CallRequest {
     /// A request with no arguments and no session.
-    pub fn new(
-        caller: impl Into<String>,
-        tool: impl Into<String>,
-        workspace: impl Into<PathBuf>,
-    ) -> Self {
+    pub fn new(caller: impl Into<String>, tool: impl Into<String>, workspace: impl Into<PathBuf>) -> Self {
         Self {
             caller: caller.into(),
             tool: tool.into(),

@@ -14,10 +14,7 @@ use crate::{outcome::CallOutcome, policy::Decision};
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open audit log {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
 }
 
 /// When records reach the disk.
@@ -62,9 +59,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (or creates) the log at `path`.
     pub fn open(path: &Path, _fsync: Fsync) -> Result<AuditLog, AuditError> {
-        Ok(AuditLog {
-            path: path.to_path_buf(),
-        })
+        Ok(AuditLog { path: path.to_path_buf() })
     }
 
     /// The log's path.

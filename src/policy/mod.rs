@@ -29,9 +29,7 @@ pub struct PolicySet {
 impl PolicySet {
     /// Loads, validates and compiles every file under `dir`.
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
-        Ok(PolicySet {
-            root: dir.to_path_buf(),
-        })
+        Ok(PolicySet { root: dir.to_path_buf() })
     }
 
     /// The policy directory this set was loaded from.
