@@ -28,9 +28,7 @@ const ERRNO_PERM: i32 = 63;
 const ERRNO_BADF: i32 = 8;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/wat")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wat").join(name)
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -50,11 +48,7 @@ fn grant(name: &str, args: &[&str]) -> Grant {
 /// A small pool: many test backends live in one process, and each reserves
 /// `max_instances * max_memory_bytes` of address space.
 fn test_config() -> WasmConfig {
-    WasmConfig {
-        max_instances: 32,
-        max_memory_bytes: 1 << 30,
-        ..WasmConfig::default()
-    }
+    WasmConfig { max_instances: 32, max_memory_bytes: 1 << 30, ..WasmConfig::default() }
 }
 
 /// One backend shared by the tests that do not look at cache counters, as the runtime
@@ -69,11 +63,7 @@ async fn run(grant: &Grant) -> RunReport {
 }
 
 fn mount(host: &Path, writable: bool) -> Mount {
-    Mount {
-        host: host.canonicalize().unwrap(),
-        guest: ".".into(),
-        writable,
-    }
+    Mount { host: host.canonicalize().unwrap(), guest: ".".into(), writable }
 }
 
 // ---- CPU: fuel and wall clock ----
@@ -106,11 +96,7 @@ async fn wall_clock_stops_an_infinite_loop_with_unlimited_fuel() {
     let report = run(&g).await;
     assert_eq!(report.exit, Exit::Limit(Limit::Wall));
     assert!(report.usage.wall_us >= 200_000, "{:?}", report.usage);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "stopped late: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped late: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -120,11 +106,7 @@ async fn wall_clock_bounds_a_host_call() {
     let started = Instant::now();
     let report = run(&g).await;
     assert_eq!(report.exit, Exit::Limit(Limit::Wall));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "stopped late: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped late: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -144,11 +126,7 @@ async fn memory_growth_past_the_limit_is_stopped() {
     g.limits.memory_mib = 2;
     let report = run(&g).await;
     assert_eq!(report.exit, Exit::Limit(Limit::Memory));
-    assert!(
-        report.usage.peak_memory_bytes <= 2 << 20,
-        "{:?}",
-        report.usage
-    );
+    assert!(report.usage.peak_memory_bytes <= 2 << 20, "{:?}", report.usage);
 }
 
 #[tokio::test]
@@ -201,10 +179,7 @@ async fn deep_recursion_traps_on_stack_overflow() {
 
 #[tokio::test]
 async fn twin_shallow_recursion_succeeds() {
-    assert_eq!(
-        run(&grant("recurse.wat", &["1000"])).await.exit,
-        Exit::Code(0)
-    );
+    assert_eq!(run(&grant("recurse.wat", &["1000"])).await.exit, Exit::Code(0));
 }
 
 #[tokio::test]
@@ -235,11 +210,7 @@ async fn output_flood_is_capped_and_stopped() {
     assert!(report.stdout.truncated);
     assert!(report.stdout.total_bytes > 10_000);
     // Stopped at the first write past the cap, not after a trillion bytes.
-    assert!(
-        report.stdout.total_bytes <= 10_000 + 4096,
-        "{}",
-        report.stdout.total_bytes
-    );
+    assert!(report.stdout.total_bytes <= 10_000 + 4096, "{}", report.stdout.total_bytes);
 }
 
 #[tokio::test]
@@ -280,11 +251,7 @@ fn tree() -> Tree {
     std::fs::write(ws.join("inside.txt"), "inside\n").unwrap();
     let secret = root.path().join("secret.txt");
     std::fs::write(&secret, "SECRET\n").unwrap();
-    Tree {
-        ws: ws.canonicalize().unwrap(),
-        secret: secret.canonicalize().unwrap(),
-        _root: root,
-    }
+    Tree { ws: ws.canonicalize().unwrap(), secret: secret.canonicalize().unwrap(), _root: root }
 }
 
 async fn cat(t: &Tree, path: &str) -> RunReport {
@@ -294,16 +261,8 @@ async fn cat(t: &Tree, path: &str) -> RunReport {
 }
 
 fn assert_blocked(report: &RunReport) {
-    assert!(
-        matches!(report.exit, Exit::Code(c) if c != 0),
-        "expected a refused open, got {:?}",
-        report.exit
-    );
-    assert!(
-        !report.stdout.text().contains("SECRET"),
-        "{:?}",
-        report.stdout.text()
-    );
+    assert!(matches!(report.exit, Exit::Code(c) if c != 0), "expected a refused open, got {:?}", report.exit);
+    assert!(!report.stdout.text().contains("SECRET"), "{:?}", report.stdout.text());
 }
 
 #[tokio::test]
@@ -366,25 +325,14 @@ async fn sandbox_blocks_write_to_a_read_only_mount() {
     let mut g = grant("write.wat", &["new.txt", "written"]);
     g.mounts = vec![mount(&t.ws, false)];
     let report = run(&g).await;
-    assert!(
-        matches!(report.exit, Exit::Code(c) if c != 0),
-        "{:?}",
-        report.exit
-    );
+    assert!(matches!(report.exit, Exit::Code(c) if c != 0), "{:?}", report.exit);
     assert!(!t.ws.join("new.txt").exists());
     // Overwriting an existing file is refused too, and leaves it intact.
     let mut g = grant("write.wat", &["inside.txt", "clobbered"]);
     g.mounts = vec![mount(&t.ws, false)];
     let report = run(&g).await;
-    assert!(
-        matches!(report.exit, Exit::Code(c) if c != 0),
-        "{:?}",
-        report.exit
-    );
-    assert_eq!(
-        std::fs::read_to_string(t.ws.join("inside.txt")).unwrap(),
-        "inside\n"
-    );
+    assert!(matches!(report.exit, Exit::Code(c) if c != 0), "{:?}", report.exit);
+    assert_eq!(std::fs::read_to_string(t.ws.join("inside.txt")).unwrap(), "inside\n");
 }
 
 #[tokio::test]
@@ -394,27 +342,17 @@ async fn twin_write_to_a_read_write_mount_succeeds() {
     g.mounts = vec![mount(&t.ws, true)];
     let report = run(&g).await;
     assert_eq!(report.exit, Exit::Code(0));
-    assert_eq!(
-        std::fs::read_to_string(t.ws.join("new.txt")).unwrap(),
-        "written"
-    );
+    assert_eq!(std::fs::read_to_string(t.ws.join("new.txt")).unwrap(), "written");
 }
 
 #[tokio::test]
 async fn sandbox_blocks_write_escape_from_a_read_write_mount() {
     let t = tree();
-    for path in [
-        "../escaped.txt",
-        t.ws.parent().unwrap().join("escaped.txt").to_str().unwrap(),
-    ] {
+    for path in ["../escaped.txt", t.ws.parent().unwrap().join("escaped.txt").to_str().unwrap()] {
         let mut g = grant("write.wat", &[path, "escaped"]);
         g.mounts = vec![mount(&t.ws, true)];
         let report = run(&g).await;
-        assert!(
-            matches!(report.exit, Exit::Code(c) if c != 0),
-            "{path}: {:?}",
-            report.exit
-        );
+        assert!(matches!(report.exit, Exit::Code(c) if c != 0), "{path}: {:?}", report.exit);
     }
     assert!(!t.ws.parent().unwrap().join("escaped.txt").exists());
 }
@@ -431,19 +369,11 @@ async fn no_mount_means_no_files() {
 async fn a_mount_that_is_not_a_directory_is_refused() {
     let t = tree();
     let mut g = grant("cat.wat", &["inside.txt"]);
-    g.mounts = vec![Mount {
-        host: t.secret.clone(),
-        guest: ".".into(),
-        writable: false,
-    }];
+    g.mounts = vec![Mount { host: t.secret.clone(), guest: ".".into(), writable: false }];
     let err = shared().run(&g).await.unwrap_err();
     assert!(matches!(err, WasmError::MountNotDirectory { .. }), "{err}");
     let mut g = grant("cat.wat", &["inside.txt"]);
-    g.mounts = vec![Mount {
-        host: t.ws.join("missing"),
-        guest: ".".into(),
-        writable: false,
-    }];
+    g.mounts = vec![Mount { host: t.ws.join("missing"), guest: ".".into(), writable: false }];
     let err = shared().run(&g).await.unwrap_err();
     assert!(matches!(err, WasmError::OpenMount { .. }), "{err}");
 }
@@ -457,28 +387,16 @@ async fn args_env_and_stdin_are_exactly_the_grant() {
     // `set_var` here, which would race with other tests reading the environment.
     let host_only = ["PATH", "CARGO_MANIFEST_DIR"];
     for name in host_only {
-        assert!(
-            std::env::var_os(name).is_some(),
-            "{name} should be set in the test process"
-        );
+        assert!(std::env::var_os(name).is_some(), "{name} should be set in the test process");
     }
     let mut g = grant("echo.wat", &["one", "two words"]);
-    g.env = BTreeMap::from([
-        ("A".to_string(), "1".to_string()),
-        ("B".to_string(), "x=y".to_string()),
-    ]);
+    g.env = BTreeMap::from([("A".to_string(), "1".to_string()), ("B".to_string(), "x=y".to_string())]);
     g.stdin = b"from stdin\n".to_vec();
     let report = run(&g).await;
     assert_eq!(report.exit, Exit::Code(0));
-    assert_eq!(
-        report.stdout.text(),
-        "echo.wat\none\ntwo words\n--\nA=1\nB=x=y\n--\nfrom stdin\n"
-    );
+    assert_eq!(report.stdout.text(), "echo.wat\none\ntwo words\n--\nA=1\nB=x=y\n--\nfrom stdin\n");
     for name in host_only {
-        assert!(
-            !report.stdout.text().contains(name),
-            "{name} leaked into the guest"
-        );
+        assert!(!report.stdout.text().contains(name), "{name} leaked into the guest");
     }
 }
 
@@ -493,16 +411,10 @@ async fn an_empty_grant_gives_no_args_env_or_stdin() {
 
 #[tokio::test]
 async fn an_import_the_runtime_lacks_is_a_link_error_naming_it() {
-    let err = shared()
-        .run(&grant("bad_import.wat", &[]))
-        .await
-        .unwrap_err();
+    let err = shared().run(&grant("bad_import.wat", &[])).await.unwrap_err();
     assert!(matches!(err, WasmError::Link { .. }), "{err}");
     let message = err.to_string();
-    assert!(
-        message.contains("env") && message.contains("nope"),
-        "{message}"
-    );
+    assert!(message.contains("env") && message.contains("nope"), "{message}");
 }
 
 #[tokio::test]
@@ -510,32 +422,19 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
     let mut g = grant("spin.wat", &["1"]);
     let actual = sha256_of(&fixture("spin.wat"));
     let pinned = "0".repeat(64);
-    g.program = Program::Wasm {
-        module: fixture("spin.wat"),
-        sha256: pinned.clone(),
-    };
+    g.program = Program::Wasm { module: fixture("spin.wat"), sha256: pinned.clone() };
     let backend = WasmBackend::new(test_config()).unwrap();
     let err = backend.run(&g).await.unwrap_err();
     assert!(matches!(err, WasmError::DigestMismatch { .. }), "{err}");
     let message = err.to_string();
-    assert!(
-        message.contains(&actual) && message.contains(&pinned),
-        "{message}"
-    );
-    assert_eq!(
-        backend.stats().compiles,
-        0,
-        "a mismatched module is never compiled"
-    );
+    assert!(message.contains(&actual) && message.contains(&pinned), "{message}");
+    assert_eq!(backend.stats().compiles, 0, "a mismatched module is never compiled");
 }
 
 #[tokio::test]
 async fn a_pin_that_is_not_a_sha256_is_refused() {
     let mut g = grant("spin.wat", &["1"]);
-    g.program = Program::Wasm {
-        module: fixture("spin.wat"),
-        sha256: "../../etc/passwd".into(),
-    };
+    g.program = Program::Wasm { module: fixture("spin.wat"), sha256: "../../etc/passwd".into() };
     let err = shared().run(&g).await.unwrap_err();
     assert!(matches!(err, WasmError::BadPin { .. }), "{err}");
 }
@@ -547,13 +446,7 @@ async fn a_module_edited_after_it_was_cached_still_runs_as_pinned() {
     let module = dir.path().join("spin.wat");
     std::fs::copy(fixture("spin.wat"), &module).unwrap();
     let sha256 = sha256_of(&module);
-    let mut g = Grant::new(
-        "spin",
-        Program::Wasm {
-            module: module.clone(),
-            sha256,
-        },
-    );
+    let mut g = Grant::new("spin", Program::Wasm { module: module.clone(), sha256 });
     g.args = vec!["1".into()];
     let backend = WasmBackend::new(test_config()).unwrap();
     assert_eq!(backend.run(&g).await.unwrap().exit, Exit::Code(0));
@@ -561,19 +454,13 @@ async fn a_module_edited_after_it_was_cached_still_runs_as_pinned() {
     assert_eq!(backend.run(&g).await.unwrap().exit, Exit::Code(0));
     // A fresh backend reads the file again and refuses it.
     let fresh = WasmBackend::new(test_config()).unwrap();
-    assert!(matches!(
-        fresh.run(&g).await,
-        Err(WasmError::DigestMismatch { .. })
-    ));
+    assert!(matches!(fresh.run(&g).await, Err(WasmError::DigestMismatch { .. })));
 }
 
 // ---- cache ----
 
 fn cached_config(dir: &Path) -> WasmConfig {
-    WasmConfig {
-        cache_dir: Some(dir.to_path_buf()),
-        ..test_config()
-    }
+    WasmConfig { cache_dir: Some(dir.to_path_buf()), ..test_config() }
 }
 
 #[tokio::test]
@@ -581,23 +468,10 @@ async fn a_second_run_hits_memory_and_does_not_recompile() {
     let backend = WasmBackend::new(test_config()).unwrap();
     let g = grant("spin.wat", &["10"]);
     backend.run(&g).await.unwrap();
-    assert_eq!(
-        backend.stats(),
-        CacheStats {
-            compiles: 1,
-            ..CacheStats::default()
-        }
-    );
+    assert_eq!(backend.stats(), CacheStats { compiles: 1, ..CacheStats::default() });
     backend.run(&g).await.unwrap();
     backend.run(&g).await.unwrap();
-    assert_eq!(
-        backend.stats(),
-        CacheStats {
-            compiles: 1,
-            memory_hits: 2,
-            ..CacheStats::default()
-        }
-    );
+    assert_eq!(backend.stats(), CacheStats { compiles: 1, memory_hits: 2, ..CacheStats::default() });
 }
 
 #[tokio::test]
@@ -613,13 +487,7 @@ async fn a_new_backend_with_the_same_cache_dir_loads_from_disk() {
 
     let second = WasmBackend::new(cached_config(dir.path())).unwrap();
     assert_eq!(second.run(&g).await.unwrap().exit, Exit::Code(0));
-    assert_eq!(
-        second.stats(),
-        CacheStats {
-            disk_hits: 1,
-            ..CacheStats::default()
-        }
-    );
+    assert_eq!(second.stats(), CacheStats { disk_hits: 1, ..CacheStats::default() });
 }
 
 #[tokio::test]
@@ -640,14 +508,8 @@ async fn a_component_is_cached_on_disk_too() {
 async fn a_corrupted_artifact_is_rejected_deleted_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let g = grant("spin.wat", &["10"]);
-    WasmBackend::new(cached_config(dir.path()))
-        .unwrap()
-        .run(&g)
-        .await
-        .unwrap();
-    let artifact = dir
-        .path()
-        .join(format!("{}.cwasm", sha256_of(&fixture("spin.wat"))));
+    WasmBackend::new(cached_config(dir.path())).unwrap().run(&g).await.unwrap();
+    let artifact = dir.path().join(format!("{}.cwasm", sha256_of(&fixture("spin.wat"))));
     let good = std::fs::read(&artifact).unwrap();
 
     // Damage one byte of the compiled code, past the header: only the digest can tell.
@@ -657,14 +519,7 @@ async fn a_corrupted_artifact_is_rejected_deleted_and_rebuilt() {
     std::fs::write(&artifact, &bad).unwrap();
     let backend = WasmBackend::new(cached_config(dir.path())).unwrap();
     assert_eq!(backend.run(&g).await.unwrap().exit, Exit::Code(0));
-    assert_eq!(
-        backend.stats(),
-        CacheStats {
-            compiles: 1,
-            disk_rejected: 1,
-            ..CacheStats::default()
-        }
-    );
+    assert_eq!(backend.stats(), CacheStats { compiles: 1, disk_rejected: 1, ..CacheStats::default() });
     assert_eq!(std::fs::read(&artifact).unwrap(), good, "rebuilt in place");
 
     // A truncated file and a file of garbage are rejected the same way.
@@ -683,10 +538,7 @@ async fn an_unwritable_cache_does_not_fail_the_call() {
     let backend = WasmBackend::new(cached_config(dir.path())).unwrap();
     // Pull the directory away after start-up: writing the artifact fails, the call runs.
     std::fs::remove_dir_all(dir.path()).unwrap();
-    assert_eq!(
-        backend.run(&grant("spin.wat", &["1"])).await.unwrap().exit,
-        Exit::Code(0)
-    );
+    assert_eq!(backend.run(&grant("spin.wat", &["1"])).await.unwrap().exit, Exit::Code(0));
     assert_eq!(backend.stats().compiles, 1);
 }
 
@@ -722,18 +574,12 @@ async fn concurrent_first_calls_compile_once() {
 
 #[tokio::test]
 async fn a_component_whose_run_returns_ok_exits_0() {
-    assert_eq!(
-        run(&grant("component_ok.wat", &[])).await.exit,
-        Exit::Code(0)
-    );
+    assert_eq!(run(&grant("component_ok.wat", &[])).await.exit, Exit::Code(0));
 }
 
 #[tokio::test]
 async fn a_component_whose_run_returns_err_exits_1() {
-    assert_eq!(
-        run(&grant("component_err.wat", &[])).await.exit,
-        Exit::Code(1)
-    );
+    assert_eq!(run(&grant("component_err.wat", &[])).await.exit, Exit::Code(1));
 }
 
 #[tokio::test]
@@ -790,14 +636,10 @@ async fn warm_call_overhead() {
         let mut times = Vec::with_capacity(CALLS);
         for _ in 0..CALLS {
             let started = Instant::now();
-            let ctx = wasmtime_wasi::WasiCtxBuilder::new()
-                .args(&["spin", "1"])
-                .build_p1();
+            let ctx = wasmtime_wasi::WasiCtxBuilder::new().args(&["spin", "1"]).build_p1();
             let mut store = wasmtime::Store::new(&engine, ctx);
             let instance = pre.instantiate_async(&mut store).await.unwrap();
-            let start = instance
-                .get_typed_func::<(), ()>(&mut store, "_start")
-                .unwrap();
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start").unwrap();
             start.call_async(&mut store, ()).await.unwrap();
             times.push(started.elapsed());
         }
@@ -816,23 +658,14 @@ async fn warm_call_overhead() {
          {raw_pooled:?} (pooling), ratio to the faster {ratio:.2}"
     );
     if !cfg!(debug_assertions) {
-        assert!(
-            pipeline <= Duration::from_micros(100),
-            "pipeline p50 {pipeline:?}"
-        );
+        assert!(pipeline <= Duration::from_micros(100), "pipeline p50 {pipeline:?}");
         assert!(ratio <= 4.0, "ratio {ratio:.2}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_is_an_error_not_a_trap() {
-    let backend = Arc::new(
-        WasmBackend::new(WasmConfig {
-            max_instances: 1,
-            ..test_config()
-        })
-        .unwrap(),
-    );
+    let backend = Arc::new(WasmBackend::new(WasmConfig { max_instances: 1, ..test_config() }).unwrap());
     let mut sleeper = grant("sleep.wat", &["500"]);
     sleeper.limits.wall_ms = 5_000;
     let first = {
@@ -844,10 +677,7 @@ async fn an_exhausted_pool_is_an_error_not_a_trap() {
     assert!(matches!(err, WasmError::Instantiate { .. }), "{err}");
     assert_eq!(first.await.unwrap(), Exit::Code(0));
     // Once the slot is free again, calls run.
-    assert_eq!(
-        backend.run(&grant("spin.wat", &["1"])).await.unwrap().exit,
-        Exit::Code(0)
-    );
+    assert_eq!(backend.run(&grant("spin.wat", &["1"])).await.unwrap().exit, Exit::Code(0));
 }
 
 #[test]

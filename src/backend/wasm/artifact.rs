@@ -137,10 +137,7 @@ pub fn decode<'a>(file: &'a [u8], id: ArtifactId<'_>) -> Result<&'a [u8], Artifa
     }
     let (kind, rest) = rest.split_at(1);
     if kind[0] != id.kind.byte() {
-        return Err(ArtifactReject::Kind {
-            found: kind[0],
-            expected: id.kind,
-        });
+        return Err(ArtifactReject::Kind { found: kind[0], expected: id.kind });
     }
     let (compat, rest) = rest.split_at(32);
     if compat != id.compat {
@@ -153,10 +150,7 @@ pub fn decode<'a>(file: &'a [u8], id: ArtifactId<'_>) -> Result<&'a [u8], Artifa
     let (digest, rest) = rest.split_at(32);
     let declared = u64::from_le_bytes(rest.try_into().map_err(|_| ArtifactReject::Truncated)?);
     if declared != artifact.len() as u64 {
-        return Err(ArtifactReject::Length {
-            declared,
-            actual: artifact.len() as u64,
-        });
+        return Err(ArtifactReject::Length { declared, actual: artifact.len() as u64 });
     }
     if Sha256::digest(artifact).as_slice() != digest {
         return Err(ArtifactReject::Digest);
@@ -181,11 +175,7 @@ mod tests {
 
     const COMPAT: [u8; 32] = [7; 32];
     const SOURCE: [u8; 32] = [3; 32];
-    const ID: ArtifactId<'static> = ArtifactId {
-        kind: ArtifactKind::Module,
-        compat: &COMPAT,
-        source: &SOURCE,
-    };
+    const ID: ArtifactId<'static> = ArtifactId { kind: ArtifactKind::Module, compat: &COMPAT, source: &SOURCE };
 
     #[test]
     fn round_trips() {
@@ -206,26 +196,11 @@ mod tests {
         bad[8] = 9;
         assert_eq!(decode(&bad, ID), Err(ArtifactReject::Version { found: 9 }));
 
-        let component = ArtifactId {
-            kind: ArtifactKind::Component,
-            ..ID
-        };
-        assert!(matches!(
-            decode(&file, component),
-            Err(ArtifactReject::Kind { .. })
-        ));
-        let other_engine = ArtifactId {
-            compat: &[8; 32],
-            ..ID
-        };
-        assert_eq!(
-            decode(&file, other_engine),
-            Err(ArtifactReject::Incompatible)
-        );
-        let other_source = ArtifactId {
-            source: &[4; 32],
-            ..ID
-        };
+        let component = ArtifactId { kind: ArtifactKind::Component, ..ID };
+        assert!(matches!(decode(&file, component), Err(ArtifactReject::Kind { .. })));
+        let other_engine = ArtifactId { compat: &[8; 32], ..ID };
+        assert_eq!(decode(&file, other_engine), Err(ArtifactReject::Incompatible));
+        let other_source = ArtifactId { source: &[4; 32], ..ID };
         assert_eq!(decode(&file, other_source), Err(ArtifactReject::Source));
 
         let mut bad = file.clone();
@@ -235,19 +210,13 @@ mod tests {
 
         let mut bad = file.clone();
         bad.push(0);
-        assert!(matches!(
-            decode(&bad, ID),
-            Err(ArtifactReject::Length { .. })
-        ));
+        assert!(matches!(decode(&bad, ID), Err(ArtifactReject::Length { .. })));
     }
 
     #[test]
     fn the_compat_digest_is_stable_for_one_config() {
         let engine = wasmtime::Engine::default();
-        assert_eq!(
-            engine_compat_digest(&engine),
-            engine_compat_digest(&engine.clone())
-        );
+        assert_eq!(engine_compat_digest(&engine), engine_compat_digest(&engine.clone()));
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
         let fuel = wasmtime::Engine::new(&config).unwrap();

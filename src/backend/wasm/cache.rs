@@ -85,13 +85,7 @@ impl ModuleCache {
     pub fn new(engine: Engine, linkers: Linkers, cache_dir: Option<PathBuf>) -> Self {
         let compat = artifact::engine_compat_digest(&engine);
         ModuleCache {
-            loader: Arc::new(Loader {
-                engine,
-                linkers,
-                cache_dir,
-                compat,
-                counters: Counters::default(),
-            }),
+            loader: Arc::new(Loader { engine, linkers, cache_dir, compat, counters: Counters::default() }),
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -116,10 +110,7 @@ impl ModuleCache {
     /// The compiled program for `module`, which must have sha256 `pinned`.
     pub async fn get(&self, module: &Path, pinned: &str) -> Result<Arc<Compiled>, WasmError> {
         if !is_sha256_hex(pinned) {
-            return Err(WasmError::BadPin {
-                module: module.to_path_buf(),
-                pinned: pinned.to_string(),
-            });
+            return Err(WasmError::BadPin { module: module.to_path_buf(), pinned: pinned.to_string() });
         }
         let cell = {
             let mut entries = self.entries();
@@ -144,10 +135,7 @@ impl ModuleCache {
                     let path = module.clone();
                     tokio::task::spawn_blocking(move || loader.load(&path, &pinned))
                         .await
-                        .map_err(|e| WasmError::Compile {
-                            module,
-                            detail: format!("the compile task failed: {e}"),
-                        })?
+                        .map_err(|e| WasmError::Compile { module, detail: format!("the compile task failed: {e}") })?
                         .map(Arc::new)
                 }
             })
@@ -189,34 +177,22 @@ impl Loader {
     /// Reads, verifies, loads or compiles, and links `module` (blocking: run off the
     /// executor).
     fn load(&self, module: &Path, pinned: &str) -> Result<Compiled, WasmError> {
-        let source = std::fs::read(module).map_err(|source| WasmError::ReadModule {
-            path: module.to_path_buf(),
-            source,
-        })?;
+        let source =
+            std::fs::read(module).map_err(|source| WasmError::ReadModule { path: module.to_path_buf(), source })?;
         let digest: [u8; 32] = Sha256::digest(&source).into();
         let actual = hex::encode(digest);
         if actual != pinned {
-            return Err(WasmError::DigestMismatch {
-                module: module.to_path_buf(),
-                pinned: pinned.to_string(),
-                actual,
-            });
+            return Err(WasmError::DigestMismatch { module: module.to_path_buf(), pinned: pinned.to_string(), actual });
         }
         // Text (WAT) is accepted and turned into binary; binary passes through unchanged.
-        let binary = wat::parse_bytes(&source).map_err(|e| WasmError::Compile {
-            module: module.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        let binary = wat::parse_bytes(&source)
+            .map_err(|e| WasmError::Compile { module: module.to_path_buf(), detail: e.to_string() })?;
         let kind = detect_kind(&binary).ok_or_else(|| WasmError::Compile {
             module: module.to_path_buf(),
             detail: "not a WebAssembly module or component (bad header)".into(),
         })?;
 
-        let id = ArtifactId {
-            kind,
-            compat: &self.compat,
-            source: &digest,
-        };
+        let id = ArtifactId { kind, compat: &self.compat, source: &digest };
         let loaded = match self.load_artifact(id, pinned) {
             Some(loaded) => loaded,
             None => self.compile(module, id, &binary, pinned)?,
@@ -288,18 +264,10 @@ impl Loader {
     }
 
     /// Compiles from source and writes the artifact (a write failure is only logged).
-    fn compile(
-        &self,
-        module: &Path,
-        id: ArtifactId<'_>,
-        binary: &[u8],
-        pinned: &str,
-    ) -> Result<Loaded, WasmError> {
+    fn compile(&self, module: &Path, id: ArtifactId<'_>, binary: &[u8], pinned: &str) -> Result<Loaded, WasmError> {
         bump(&self.counters.compiles);
-        let compile_error = |e: wasmtime::Error| WasmError::Compile {
-            module: module.to_path_buf(),
-            detail: format!("{e:#}"),
-        };
+        let compile_error =
+            |e: wasmtime::Error| WasmError::Compile { module: module.to_path_buf(), detail: format!("{e:#}") };
         let (loaded, serialized) = match id.kind {
             ArtifactKind::Module => {
                 let m = Module::new(&self.engine, binary).map_err(compile_error)?;
@@ -326,19 +294,18 @@ impl Loader {
 
     /// Links against WASI and checks the entry point, once per program.
     fn link(&self, module: &Path, loaded: Loaded) -> Result<Compiled, WasmError> {
-        let link_error = |e: wasmtime::Error| WasmError::Link {
-            module: module.to_path_buf(),
-            detail: format!("{e:#}"),
-        };
+        let link_error =
+            |e: wasmtime::Error| WasmError::Link { module: module.to_path_buf(), detail: format!("{e:#}") };
         match loaded {
             Loaded::Module(m) => {
                 match m.get_export("_start") {
-                    Some(wasmtime::ExternType::Func(f))
-                        if f.params().len() == 0 && f.results().len() == 0 => {}
+                    Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
                     _ => {
                         return Err(WasmError::Link {
                             module: module.to_path_buf(),
-                            detail: "no `_start` function of type [] -> [] is exported: build the tool as a WASI command".into(),
+                            detail:
+                                "no `_start` function of type [] -> [] is exported: build the tool as a WASI command"
+                                    .into(),
                         });
                     }
                 }
@@ -346,11 +313,7 @@ impl Loader {
                 Ok(Compiled::Core(pre))
             }
             Loaded::Component(c) => {
-                let pre = self
-                    .linkers
-                    .component
-                    .instantiate_pre(&c)
-                    .map_err(link_error)?;
+                let pre = self.linkers.component.instantiate_pre(&c).map_err(link_error)?;
                 let pre = CommandPre::new(pre).map_err(link_error)?;
                 Ok(Compiled::Component(pre))
             }

@@ -34,9 +34,7 @@ pub fn build_engine(config: &WasmConfig) -> Result<Engine, WasmError> {
         .memory_reservation(config.max_memory_bytes)
         .max_wasm_stack(config.max_wasm_stack)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&wasm).map_err(|e| WasmError::Engine {
-        detail: format!("{e:#}"),
-    })
+    Engine::new(&wasm).map_err(|e| WasmError::Engine { detail: format!("{e:#}") })
 }
 
 /// Advances the engine's epoch every tick, from its own thread, until dropped.
@@ -64,10 +62,7 @@ impl EpochTicker {
             .map_err(|source| WasmError::Engine {
                 detail: format!("cannot start the epoch ticker thread: {source}"),
             })?;
-        Ok(EpochTicker {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(EpochTicker { stop: Some(stop), thread: Some(thread) })
     }
 }
 
@@ -94,13 +89,10 @@ impl Linkers {
     pub fn new(engine: &Engine) -> Result<Self, WasmError> {
         let mut core = Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core, |state: &mut CallState| &mut state.wasi)
-            .map_err(|e| WasmError::Engine {
-                detail: format!("cannot define WASI preview1: {e:#}"),
-            })?;
+            .map_err(|e| WasmError::Engine { detail: format!("cannot define WASI preview1: {e:#}") })?;
         let mut component = wasmtime::component::Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component).map_err(|e| WasmError::Engine {
-            detail: format!("cannot define WASI preview2: {e:#}"),
-        })?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut component)
+            .map_err(|e| WasmError::Engine { detail: format!("cannot define WASI preview2: {e:#}") })?;
         Ok(Linkers { core, component })
     }
 }

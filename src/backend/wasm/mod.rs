@@ -47,22 +47,13 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
     #[error("cannot read module {path}: {source}; check the tool's `wasm` path")]
-    ReadModule {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadModule { path: PathBuf, source: std::io::Error },
     #[error(
         "module {module} has sha256 {actual} but the policy pins {pinned}; refusing to run it \
          (if the module was rebuilt on purpose, update the tool's `sha256`)"
     )]
-    DigestMismatch {
-        module: PathBuf,
-        pinned: String,
-        actual: String,
-    },
-    #[error(
-        "module {module} is pinned to {pinned:?}, which is not a lowercase hex sha256 (64 digits)"
-    )]
+    DigestMismatch { module: PathBuf, pinned: String, actual: String },
+    #[error("module {module} is pinned to {pinned:?}, which is not a lowercase hex sha256 (64 digits)")]
     BadPin { module: PathBuf, pinned: String },
     #[error("cannot compile module {module}: {detail}")]
     Compile { module: PathBuf, detail: String },
@@ -76,22 +67,12 @@ pub enum WasmError {
          later or raise WasmConfig::max_instances"
     )]
     Instantiate { tool: String, detail: String },
-    #[error(
-        "cannot open mount {host}: {source}; the mount's host path must be an existing directory"
-    )]
-    OpenMount {
-        host: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot open mount {host}: {source}; the mount's host path must be an existing directory")]
+    OpenMount { host: PathBuf, source: std::io::Error },
     #[error("mount {host} is not a directory; only directories can be mounted into a wasm tool")]
     MountNotDirectory { host: PathBuf },
-    #[error(
-        "cannot resolve network grant {entry:?}: {source}; use `host:port` with a resolvable host"
-    )]
-    ResolveNetwork {
-        entry: String,
-        source: std::io::Error,
-    },
+    #[error("cannot resolve network grant {entry:?}: {source}; use `host:port` with a resolvable host")]
+    ResolveNetwork { entry: String, source: std::io::Error },
     #[error("cannot set up the wasm engine: {detail}")]
     Engine { detail: String },
     #[error("cannot use cache directory {dir}: {detail}")]
@@ -188,10 +169,8 @@ impl WasmBackend {
         let engine = engine::build_engine(&config)?;
         let linkers = Linkers::new(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
-        let ceilings = EngineCeilings {
-            memory_bytes: config.max_memory_bytes,
-            table_elements: config.max_table_elements as u64,
-        };
+        let ceilings =
+            EngineCeilings { memory_bytes: config.max_memory_bytes, table_elements: config.max_table_elements as u64 };
         Ok(WasmBackend {
             ceilings,
             cache: ModuleCache::new(engine.clone(), linkers, config.cache_dir),
@@ -218,17 +197,12 @@ impl WasmBackend {
 
         let mut store = Store::new(
             &self.engine,
-            CallState {
-                wasi: wasi.ctx,
-                limiter: GrantLimiter::new(&grant.limits, self.ceilings),
-            },
+            CallState { wasi: wasi.ctx, limiter: GrantLimiter::new(&grant.limits, self.ceilings) },
         );
         store.limiter(|state| &mut state.limiter);
         store
             .set_fuel(grant.limits.fuel)
-            .map_err(|e| WasmError::Engine {
-                detail: format!("cannot set fuel: {e:#}"),
-            })?;
+            .map_err(|e| WasmError::Engine { detail: format!("cannot set fuel: {e:#}") })?;
         store.epoch_deadline_async_yield_and_update(1);
 
         let started = Instant::now();
@@ -346,18 +320,12 @@ fn classify(
     // wasmtime reports the store's instance/memory/table counts only by message
     // ("resource limit exceeded: instance count too high at N"); the version is pinned and
     // the `instances` test covers it.
-    if error
-        .chain()
-        .any(|cause| cause.to_string().starts_with("resource limit exceeded"))
-    {
+    if error.chain().any(|cause| cause.to_string().starts_with("resource limit exceeded")) {
         return Ok(Exit::Limit(Limit::Instances));
     }
     match trap {
         Some(trap) => Ok(Exit::Trap(trap.to_string())),
-        None if instantiating => Err(WasmError::Instantiate {
-            tool: tool.to_string(),
-            detail: format!("{error:#}"),
-        }),
+        None if instantiating => Err(WasmError::Instantiate { tool: tool.to_string(), detail: format!("{error:#}") }),
         None => Ok(Exit::Trap(format!("{error:#}"))),
     }
 }
@@ -367,17 +335,13 @@ fn classify(
 fn prepare_cache_dir(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
-    let cache_error = |detail: String| WasmError::CacheDir {
-        dir: dir.to_path_buf(),
-        detail,
-    };
+    let cache_error = |detail: String| WasmError::CacheDir { dir: dir.to_path_buf(), detail };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| cache_error(format!("cannot create it: {e}")))?;
-    let metadata =
-        std::fs::symlink_metadata(dir).map_err(|e| cache_error(format!("cannot stat it: {e}")))?;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|e| cache_error(format!("cannot stat it: {e}")))?;
     if !metadata.is_dir() {
         return Err(cache_error("not a directory (symlinks are refused)".into()));
     }

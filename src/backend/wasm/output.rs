@@ -26,9 +26,7 @@ const WRITE_PERMIT_BYTES: usize = 64 * 1024;
 
 /// The error a write past the cap traps with.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "output cap of {cap} bytes exceeded: the guest was stopped (raise limits.output_bytes if the tool needs more)"
-)]
+#[error("output cap of {cap} bytes exceeded: the guest was stopped (raise limits.output_bytes if the tool needs more)")]
 pub struct OutputCapExceeded {
     /// The cap, in bytes.
     pub cap: u64,
@@ -52,22 +50,13 @@ impl CappedOutput {
     /// A buffer that keeps at most `cap` bytes.
     pub fn new(cap: u64) -> Self {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        CappedOutput {
-            inner: Arc::new(Mutex::new(Captured {
-                kept: Vec::new(),
-                total: 0,
-                cap,
-                exceeded: false,
-            })),
-        }
+        CappedOutput { inner: Arc::new(Mutex::new(Captured { kept: Vec::new(), total: 0, cap, exceeded: false })) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Captured> {
         // A poisoned lock only means another handle panicked mid-write; the counters are
         // still meaningful, so keep going rather than lose the capture.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// True once the guest tried to write more than the cap.
@@ -78,25 +67,15 @@ impl CappedOutput {
     /// What was captured so far.
     pub fn snapshot(&self) -> CapturedOutput {
         let captured = self.lock();
-        CapturedOutput {
-            bytes: captured.kept.clone(),
-            total_bytes: captured.total,
-            truncated: captured.exceeded,
-        }
+        CapturedOutput { bytes: captured.kept.clone(), total_bytes: captured.total, truncated: captured.exceeded }
     }
 
     /// What was captured, without a copy when this is the last handle.
     pub fn into_captured(self) -> CapturedOutput {
         match Arc::try_unwrap(self.inner) {
             Ok(mutex) => {
-                let captured = mutex
-                    .into_inner()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                CapturedOutput {
-                    bytes: captured.kept,
-                    total_bytes: captured.total,
-                    truncated: captured.exceeded,
-                }
+                let captured = mutex.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+                CapturedOutput { bytes: captured.kept, total_bytes: captured.total, truncated: captured.exceeded }
             }
             Err(shared) => CappedOutput { inner: shared }.snapshot(),
         }
@@ -114,9 +93,7 @@ impl CappedOutput {
             captured.exceeded = true;
         }
         if captured.exceeded {
-            return Err(OutputCapExceeded {
-                cap: captured.cap as u64,
-            });
+            return Err(OutputCapExceeded { cap: captured.cap as u64 });
         }
         Ok(())
     }
@@ -124,9 +101,7 @@ impl CappedOutput {
     fn check_exceeded(&self) -> Result<(), OutputCapExceeded> {
         let captured = self.lock();
         if captured.exceeded {
-            return Err(OutputCapExceeded {
-                cap: captured.cap as u64,
-            });
+            return Err(OutputCapExceeded { cap: captured.cap as u64 });
         }
         Ok(())
     }
@@ -151,8 +126,7 @@ impl StdoutStream for CappedOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CappedOutput {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.record(&bytes)
-            .map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
+        self.record(&bytes).map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
     }
 
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -162,8 +136,7 @@ impl OutputStream for CappedOutput {
     fn check_write(&mut self) -> Result<usize, StreamError> {
         // Always grant a permit until the cap is passed: a stream that reported "closed"
         // at the cap would let a guest ignore the error and keep spinning.
-        self.check_exceeded()
-            .map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))?;
+        self.check_exceeded().map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))?;
         Ok(WRITE_PERMIT_BYTES)
     }
 }
@@ -174,16 +147,8 @@ impl Pollable for CappedOutput {
 }
 
 impl AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.record(buf)
-                .map(|()| buf.len())
-                .map_err(std::io::Error::other),
-        )
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.record(buf).map(|()| buf.len()).map_err(std::io::Error::other))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -210,10 +175,7 @@ mod tests {
         assert_eq!(snap.bytes, b"abcde");
         assert_eq!(snap.total_bytes, 8);
         assert!(snap.truncated);
-        assert!(
-            out.check_exceeded().is_err(),
-            "later permits are refused too"
-        );
+        assert!(out.check_exceeded().is_err(), "later permits are refused too");
     }
 
     #[test]

@@ -90,12 +90,7 @@ fn past_own_maximum(desired: usize, maximum: Option<usize>) -> bool {
 }
 
 impl ResourceLimiter for GrantLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.deny(Limit::Memory);
             return Ok(false);
@@ -117,12 +112,7 @@ impl ResourceLimiter for GrantLimiter {
         Ok(())
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.deny(Limit::Table);
             return Ok(false);
@@ -153,17 +143,11 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
-    const CEILINGS: EngineCeilings = EngineCeilings {
-        memory_bytes: 4 << 30,
-        table_elements: 20_000,
-    };
+    const CEILINGS: EngineCeilings = EngineCeilings { memory_bytes: 4 << 30, table_elements: 20_000 };
 
     #[test]
     fn the_engine_ceiling_caps_a_larger_grant() {
-        let ceilings = EngineCeilings {
-            memory_bytes: MIB as u64,
-            table_elements: 5,
-        };
+        let ceilings = EngineCeilings { memory_bytes: MIB as u64, table_elements: 5 };
         let mut limiter = GrantLimiter::new(&Limits::default(), ceilings);
         assert!(!limiter.memory_growing(0, 2 * MIB, None).unwrap());
         assert_eq!(limiter.denied(), Some(Limit::Memory));
@@ -186,9 +170,7 @@ mod tests {
         assert!(limiter.memory_growing(0, MIB, None).unwrap());
         let peak_before = limiter.peak_memory_bytes();
         assert!(limiter.memory_growing(MIB, 2 * MIB, None).unwrap());
-        limiter
-            .memory_grow_failed(wasmtime::Error::msg("mmap failed"))
-            .unwrap();
+        limiter.memory_grow_failed(wasmtime::Error::msg("mmap failed")).unwrap();
         assert!(limiter.memory_growing(MIB, 2 * MIB, None).unwrap());
         assert_eq!(limiter.peak_memory_bytes(), 2 * MIB as u64);
         assert!(peak_before < limiter.peak_memory_bytes());
@@ -197,13 +179,7 @@ mod tests {
 
     #[test]
     fn memory_growth_is_refused_past_the_grant_and_recorded() {
-        let mut limiter = GrantLimiter::new(
-            &Limits {
-                memory_mib: 2,
-                ..Limits::default()
-            },
-            CEILINGS,
-        );
+        let mut limiter = GrantLimiter::new(&Limits { memory_mib: 2, ..Limits::default() }, CEILINGS);
         assert!(limiter.memory_growing(0, MIB, None).unwrap());
         assert!(limiter.memory_growing(MIB, 2 * MIB, None).unwrap());
         assert_eq!(limiter.denied(), None);
@@ -214,13 +190,7 @@ mod tests {
 
     #[test]
     fn table_growth_is_refused_past_the_grant() {
-        let mut limiter = GrantLimiter::new(
-            &Limits {
-                table_elements: 10,
-                ..Limits::default()
-            },
-            CEILINGS,
-        );
+        let mut limiter = GrantLimiter::new(&Limits { table_elements: 10, ..Limits::default() }, CEILINGS);
         assert!(limiter.table_growing(0, 10, None).unwrap());
         assert!(!limiter.table_growing(10, 11, None).unwrap());
         assert_eq!(limiter.denied(), Some(Limit::Table));

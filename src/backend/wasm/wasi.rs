@@ -8,9 +8,7 @@
 
 use std::{collections::HashSet, net::SocketAddr, sync::Arc};
 
-use wasmtime_wasi::{
-    FsPerms, WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe, sockets::SocketAddrUse,
-};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe, sockets::SocketAddrUse};
 
 use super::{WasmError, output::CappedOutput};
 use crate::policy::Grant;
@@ -45,26 +43,16 @@ pub async fn build(grant: &Grant) -> Result<CallWasi, WasmError> {
     builder.stderr(stderr.clone());
 
     for mount in &grant.mounts {
-        let metadata = std::fs::metadata(&mount.host).map_err(|source| WasmError::OpenMount {
-            host: mount.host.clone(),
-            source,
-        })?;
+        let metadata = std::fs::metadata(&mount.host)
+            .map_err(|source| WasmError::OpenMount { host: mount.host.clone(), source })?;
         if !metadata.is_dir() {
-            return Err(WasmError::MountNotDirectory {
-                host: mount.host.clone(),
-            });
+            return Err(WasmError::MountNotDirectory { host: mount.host.clone() });
         }
-        let perms = if mount.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        builder
-            .preopened_dir(&mount.host, &mount.guest, perms)
-            .map_err(|e| WasmError::OpenMount {
-                host: mount.host.clone(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })?;
+        let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| WasmError::OpenMount {
+            host: mount.host.clone(),
+            source: std::io::Error::other(format!("{e:#}")),
+        })?;
     }
 
     // Deny by default: no TCP, no UDP, no name lookup. With a network grant, TCP and UDP
@@ -83,11 +71,7 @@ pub async fn build(grant: &Grant) -> Result<CallWasi, WasmError> {
         });
     }
 
-    Ok(CallWasi {
-        ctx: builder.build_p1(),
-        stdout,
-        stderr,
-    })
+    Ok(CallWasi { ctx: builder.build_p1(), stdout, stderr })
 }
 
 /// Resolves granted `host:port` entries to socket addresses.
@@ -96,10 +80,7 @@ async fn resolve_network(entries: &[String]) -> Result<HashSet<SocketAddr>, Wasm
     for entry in entries {
         let addrs = tokio::net::lookup_host(entry.as_str())
             .await
-            .map_err(|source| WasmError::ResolveNetwork {
-                entry: entry.clone(),
-                source,
-            })?;
+            .map_err(|source| WasmError::ResolveNetwork { entry: entry.clone(), source })?;
         allowed.extend(addrs);
     }
     Ok(allowed)
@@ -108,18 +89,10 @@ async fn resolve_network(entries: &[String]) -> Result<HashSet<SocketAddr>, Wasm
 /// Whether a guest may use `addr` for `use_` under the allowlist: connect and send only to
 /// allowed addresses, receive only from them, implicit wildcard binds (port 0) only, and
 /// never listen or accept.
-pub fn socket_use_allowed(
-    allowed: &HashSet<SocketAddr>,
-    addr: SocketAddr,
-    use_: SocketAddrUse,
-) -> bool {
+pub fn socket_use_allowed(allowed: &HashSet<SocketAddr>, addr: SocketAddr, use_: SocketAddrUse) -> bool {
     match use_ {
-        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-            allowed.contains(&addr)
-        }
-        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-            addr.ip().is_unspecified() && addr.port() == 0
-        }
+        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => allowed.contains(&addr),
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
         SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
     }
 }
@@ -133,36 +106,12 @@ mod tests {
         let allowed: HashSet<SocketAddr> = ["127.0.0.1:8080".parse().unwrap()].into();
         let granted = "127.0.0.1:8080".parse().unwrap();
         let other = "127.0.0.1:8081".parse().unwrap();
-        assert!(socket_use_allowed(
-            &allowed,
-            granted,
-            SocketAddrUse::TcpConnect
-        ));
-        assert!(!socket_use_allowed(
-            &allowed,
-            other,
-            SocketAddrUse::TcpConnect
-        ));
+        assert!(socket_use_allowed(&allowed, granted, SocketAddrUse::TcpConnect));
+        assert!(!socket_use_allowed(&allowed, other, SocketAddrUse::TcpConnect));
         assert!(!socket_use_allowed(&allowed, other, SocketAddrUse::UdpSend));
-        assert!(socket_use_allowed(
-            &allowed,
-            "0.0.0.0:0".parse().unwrap(),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_use_allowed(
-            &allowed,
-            "0.0.0.0:80".parse().unwrap(),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_use_allowed(
-            &allowed,
-            granted,
-            SocketAddrUse::TcpListen
-        ));
-        assert!(!socket_use_allowed(
-            &allowed,
-            granted,
-            SocketAddrUse::TcpAccept
-        ));
+        assert!(socket_use_allowed(&allowed, "0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
+        assert!(!socket_use_allowed(&allowed, "0.0.0.0:80".parse().unwrap(), SocketAddrUse::TcpBind));
+        assert!(!socket_use_allowed(&allowed, granted, SocketAddrUse::TcpListen));
+        assert!(!socket_use_allowed(&allowed, granted, SocketAddrUse::TcpAccept));
     }
 }
