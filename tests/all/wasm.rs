@@ -685,3 +685,91 @@ fn the_backend_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<WasmBackend>();
 }
+
+// ---- WASI conformance ----
+
+/// The WASI preview1 conformance suite (C and AssemblyScript) run straight through the
+/// backend, following the suite's own runner (../shared/wasi-testsuite/SOURCE.md): argv
+/// after the module name, exactly the spec's env, `root` copied fresh and preopened
+/// read-write as `/`, 5 s each, exit code equal and stdout/stderr starting with the spec's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_testsuite_preview1_passes_through_the_backend() {
+    #[derive(Default, serde::Deserialize)]
+    #[serde(default)]
+    struct Spec {
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        root: Option<String>,
+        exit_code: i32,
+        stdout: String,
+        stderr: String,
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+            } else if !entry.file_name().to_string_lossy().ends_with(".cleanup") {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    let suite = std::env::var_os("AIRLOCK_WASI_TESTSUITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/wasi-testsuite"));
+    assert!(suite.is_dir(), "no WASI test suite at {} (set AIRLOCK_WASI_TESTSUITE)", suite.display());
+    let mut modules = Vec::new();
+    for group in ["c/wasm32-wasip1", "assemblyscript/wasm32-wasip1"] {
+        for entry in std::fs::read_dir(suite.join(group)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                modules.push(path);
+            }
+        }
+    }
+    modules.sort();
+    assert!(modules.len() >= 20, "only {} tests in {}", modules.len(), suite.display());
+
+    let scratch = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, module) in modules.iter().enumerate() {
+        let spec: Spec = match std::fs::read_to_string(module.with_extension("json")) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => Spec::default(),
+        };
+        let name = module.file_name().unwrap().to_string_lossy().into_owned();
+        let mut g = Grant::new(name.clone(), Program::Wasm { module: module.clone(), sha256: sha256_of(module) });
+        g.args = spec.args.clone();
+        g.env = spec.env.clone();
+        g.limits.wall_ms = 5_000;
+        if let Some(root) = &spec.root {
+            let copy = scratch.path().join(i.to_string());
+            copy_tree(&module.parent().unwrap().join(root), &copy);
+            g.mounts = vec![Mount { host: copy.canonicalize().unwrap(), guest: "/".into(), writable: true }];
+        }
+        let report = match shared().run(&g).await {
+            Ok(report) => report,
+            Err(e) => {
+                failures.push(format!("{name}: did not run: {e}"));
+                continue;
+            }
+        };
+        let (stdout, stderr) = (report.stdout.text(), report.stderr.text());
+        if report.exit != Exit::Code(spec.exit_code) {
+            failures.push(format!("{name}: {:?}, expected exit {}; stderr: {stderr}", report.exit, spec.exit_code));
+        } else if !stdout.starts_with(&spec.stdout) || !stderr.starts_with(&spec.stderr) {
+            failures.push(format!(
+                "{name}: stdout {stdout:?} / stderr {stderr:?}, expected prefixes {:?} / {:?}",
+                spec.stdout, spec.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} WASI tests failed:\n{}", failures.len(), modules.len(), failures.join("\n"));
+}
