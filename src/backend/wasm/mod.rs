@@ -94,9 +94,14 @@ pub struct WasmConfig {
     /// instances, memories, tables and async stacks each. Default: 1000. A preview2
     /// component uses several core instances, so fewer components than this run at once.
     pub max_instances: u32,
-    /// Ceiling of one linear memory, and its virtual-address reservation. Default: 4 GiB
-    /// (virtual only: 1000 slots reserve ~4 TiB of address space, not memory). Grants'
-    /// `memory_mib` above this are capped by it.
+    /// Ceiling of one linear memory, and its virtual-address reservation. Default: 4 GiB.
+    /// Grants' `memory_mib` above this are capped by it.
+    ///
+    /// The pool reserves `max_instances * (max_memory_bytes + 32 MiB guard)` of address
+    /// space when the backend is built: virtual only (no memory is committed), but with
+    /// the defaults that is ~4 TiB, so a process (128 TiB of user address space on
+    /// x86-64) fits about 31 default backends. Build one per process; tests that build
+    /// many should shrink both numbers.
     pub max_memory_bytes: u64,
     /// Ceiling of elements per table in the pool. Default: 20,000. Grants'
     /// `table_elements` above this are capped by it.
