@@ -6,3 +6,4 @@ mod common;
 mod audit;
 mod policy;
 mod wasi_testsuite;
+mod wasm;
