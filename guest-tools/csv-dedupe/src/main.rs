@@ -390,13 +390,13 @@ pub fn dedupe(
         report.kept += 1;
         write_record(&mut out, &fields, crlf);
     }
-    if let (Some(columns), Some(expected)) = (&key_columns, expected) {
-        if let Some(&bad) = columns.iter().find(|&&c| c >= expected) {
-            return Err(DedupeError::Usage(format!(
-                "key column {} is past the last column ({expected})",
-                bad + 1
-            )));
-        }
+    if let (Some(columns), Some(expected)) = (&key_columns, expected)
+        && let Some(&bad) = columns.iter().find(|&&c| c >= expected)
+    {
+        return Err(DedupeError::Usage(format!(
+            "key column {} is past the last column ({expected})",
+            bad + 1
+        )));
     }
     Ok((out, report))
 }
@@ -476,6 +476,7 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
