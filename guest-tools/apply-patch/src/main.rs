@@ -633,10 +633,24 @@ pub fn apply_hunks(
             found
         };
         let Some(at) = found else {
+            let mut reason = explain_mismatch(&lines, expected, &old);
+            let new = hunk.new_lines();
+            let applied = !new.is_empty()
+                && new.len() <= lines.len()
+                && new != old
+                && (0..=lines.len().saturating_sub(new.len())).any(|at| {
+                    lines[at..at + new.len()]
+                        .iter()
+                        .zip(&new)
+                        .all(|(a, b)| a == b)
+                });
+            if applied {
+                reason.push_str("; the hunk's new lines are already in the file: was this patch applied before?");
+            }
             return Err(HunkFailure {
                 hunk: n + 1,
                 header: hunk.header(),
-                reason: explain_mismatch(&lines, expected, &old),
+                reason,
             });
         };
         out.extend(lines[pos..at].iter().flat_map(|l| l.iter()));
@@ -1142,6 +1156,8 @@ diff --git a/gone.txt b/gone.txt\ndeleted file mode 100644\n--- a/gone.txt\n+++ 
         );
         let err = apply_hunks(b"a\n", &f.hunks).unwrap_err();
         assert!(err.reason.contains("the file has 1 line"), "{}", err.reason);
+        let err = apply_hunks(b"a\nB\n", &f.hunks).unwrap_err();
+        assert!(err.reason.contains("applied before"), "{}", err.reason);
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //!
 //! OUTPUT is written as RFC 4180 CSV: a field is quoted only when it holds a comma, a
 //! quote or a line break; records end with CRLF when the header did, LF otherwise.
-//! OUTPUT may be INPUT (the input is read whole before anything is written).
+//! OUTPUT may be INPUT (the input is read whole before anything is written); missing
+//! parent directories of OUTPUT are created.
 //!
 //! On success a JSON report goes to stdout, one line:
 //! `{"rows_in":N,"kept":N,"duplicates":N,"malformed":N,"malformed_lines":[...]}`, where
@@ -467,6 +468,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(parent) = std::path::Path::new(&options.output).parent()
+        && !parent.as_os_str().is_empty()
+        && let Err(e) = std::fs::create_dir_all(parent)
+    {
+        eprintln!(
+            "csv-dedupe: cannot create the directory of {}: {e}",
+            options.output
+        );
+        return ExitCode::from(1);
+    }
     if let Err(e) = std::fs::write(&options.output, &out) {
         eprintln!("csv-dedupe: cannot write {}: {e}", options.output);
         return ExitCode::from(1);
