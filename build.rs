@@ -227,6 +227,7 @@ fn ensure_target(rustc: &OsString, target: &str) -> Result<(), String> {
     );
     let status = Command::new("rustup")
         .args(["target", "add", target])
+        .stdout(std::io::stderr())
         .status();
     match status {
         Ok(s) if s.success() && installed()? => Ok(()),
@@ -307,6 +308,9 @@ fn nested_build(
         }
     }
     command.env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    // This script's stdout is read by cargo for `cargo:` directives: keep the nested
+    // build's output off it.
+    command.stdout(std::io::stderr());
     let status = command
         .status()
         .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
