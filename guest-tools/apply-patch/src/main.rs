@@ -187,6 +187,10 @@ pub struct FilePatch {
     pub new_path: Option<String>,
     /// The section came with a `diff --git` header.
     pub git: bool,
+    /// The old (new) side's timestamp is the Unix epoch: `diff -N` marks a file that does
+    /// not exist on that side this way instead of with `/dev/null`.
+    pub old_epoch: bool,
+    pub new_epoch: bool,
     pub hunks: Vec<Hunk>,
     /// 1-based line where the section starts in the patch.
     pub patch_line: usize,
@@ -238,8 +242,8 @@ pub fn parse_patch(patch: &[u8]) -> Result<Vec<FilePatch>, BadPatch> {
             )));
         }
         if line.starts_with(b"--- ") && lines.get(i + 1).is_some_and(|l| l.starts_with(b"+++ ")) {
-            let old_path = parse_header_path(&line[4..], number)?;
-            let new_path = parse_header_path(&lines[i + 1][4..], number + 1)?;
+            let (old_path, old_epoch) = parse_header_path(&line[4..], number)?;
+            let (new_path, new_epoch) = parse_header_path(&lines[i + 1][4..], number + 1)?;
             if old_path.is_none() && new_path.is_none() {
                 return Err(BadPatch(format!("line {number}: both paths are /dev/null")));
             }
@@ -261,6 +265,8 @@ pub fn parse_patch(patch: &[u8]) -> Result<Vec<FilePatch>, BadPatch> {
                 old_path,
                 new_path,
                 git: is_git,
+                old_epoch,
+                new_epoch,
                 hunks,
                 patch_line: number,
             });
@@ -348,6 +354,8 @@ fn flush_git(git: &mut Option<GitHeader>, files: &mut Vec<FilePatch>) {
             old_path: (!h.new_file).then_some(h.old_path),
             new_path: (!h.deleted).then_some(h.new_path),
             git: true,
+            old_epoch: false,
+            new_epoch: false,
             hunks: Vec::new(),
             patch_line: h.line,
         });
@@ -359,9 +367,15 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// The path of a `---`/`+++` line (after the marker): C-quoted, or up to a tab (diff -u
-/// puts a timestamp after one). `/dev/null` is `None`.
-fn parse_header_path(text: &[u8], number: usize) -> Result<Option<String>, BadPatch> {
+/// puts a timestamp after one). `/dev/null` is `None`. The flag is true when the
+/// timestamp is the Unix epoch (in any time zone), `diff -N`'s mark of a missing file.
+fn parse_header_path(text: &[u8], number: usize) -> Result<(Option<String>, bool), BadPatch> {
     let text = trim_cr(text);
+    let epoch = text
+        .iter()
+        .position(|&b| b == b'\t')
+        .map(|tab| &text[tab + 1..])
+        .is_some_and(|stamp| stamp.starts_with(b"1970-01-01") || stamp.starts_with(b"1969-12-31"));
     let path = if text.starts_with(b"\"") {
         unquote_c(text)
             .ok_or_else(|| BadPatch(format!("line {number}: badly quoted path")))?
@@ -377,7 +391,7 @@ fn parse_header_path(text: &[u8], number: usize) -> Result<Option<String>, BadPa
     if path.is_empty() {
         return Err(BadPatch(format!("line {number}: empty path")));
     }
-    Ok((path != "/dev/null").then_some(path))
+    Ok(((path != "/dev/null").then_some(path), epoch))
 }
 
 /// Unquotes a C-style quoted string at the start of `text` (git's quoting): the string
@@ -653,9 +667,8 @@ pub fn apply_hunks(
                 reason,
             });
         };
-        out.extend(lines[pos..at].iter().flat_map(|l| l.iter()));
-        for line in hunk.new_lines() {
-            out.extend_from_slice(line);
+        for line in lines[pos..at].iter().copied().chain(hunk.new_lines()) {
+            push_line(&mut out, line);
         }
         pos = at + old.len();
         let offset = at as isize - stated as isize;
@@ -665,8 +678,19 @@ pub fn apply_hunks(
             offset,
         });
     }
-    out.extend(lines[pos..].iter().flat_map(|l| l.iter()));
+    for line in &lines[pos..] {
+        push_line(&mut out, line);
+    }
     Ok((out, placements))
+}
+
+/// Appends a line. A line without its newline ("\ No newline at end of file") gets one
+/// when anything follows it, since it is no longer the last line.
+fn push_line(out: &mut Vec<u8>, line: &[u8]) {
+    if out.last().is_some_and(|&b| b != b'\n') {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(line);
 }
 
 fn show(line: &[u8]) -> String {
@@ -790,19 +814,22 @@ pub fn plan(files: &[FilePatch], strip: Option<usize>) -> Result<Vec<FileChange>
             }
         };
         let change = &mut changes[slot];
-        let current = match (&old, &change.after) {
-            (None, Some(_)) => {
+        // `diff -N` creates with an epoch timestamp; an existing empty file may be its target.
+        let creating =
+            old.is_none() || (file.old_epoch && change.after.as_ref().is_none_or(|b| b.is_empty()));
+        let current = match (creating, &change.after) {
+            (true, Some(bytes)) if !bytes.is_empty() || old.is_none() => {
                 return Err(PatchError::DoesNotApply(format!(
                     "`{shown}`: the patch creates it, but it already exists"
                 )));
             }
-            (None, None) => Vec::new(),
-            (Some(_), None) => {
+            (true, _) => Vec::new(),
+            (false, None) => {
                 return Err(PatchError::DoesNotApply(format!(
                     "`{shown}`: no such file to patch"
                 )));
             }
-            (Some(_), Some(bytes)) => bytes.clone(),
+            (false, Some(bytes)) => bytes.clone(),
         };
         let (result, placements) = apply_hunks(&current, &file.hunks).map_err(|f| {
             PatchError::DoesNotApply(format!(
@@ -826,7 +853,7 @@ pub fn plan(files: &[FilePatch], strip: Option<usize>) -> Result<Vec<FileChange>
             }
         }
         change.hunks += file.hunks.len();
-        change.after = if new.is_none() {
+        change.after = if new.is_none() || (file.new_epoch && result.is_empty()) {
             if !result.is_empty() {
                 return Err(PatchError::DoesNotApply(format!(
                     "`{shown}`: the patch deletes it, but {} byte(s) would remain",
@@ -1167,6 +1194,9 @@ diff --git a/gone.txt b/gone.txt\ndeleted file mode 100644\n--- a/gone.txt\n+++ 
         assert_eq!(apply_hunks(b"x", &add_newline.hunks).unwrap().0, b"x\n");
         // The old side says "no newline": a file that has one does not match.
         assert!(apply_hunks(b"x\n", &add_newline.hunks).is_err());
+        // Lines inserted before the old content: the no-newline line is no longer last.
+        let insert = one_file("--- a\n+++ a\n@@ -0,0 +1 @@\n+top\n\\ No newline at end of file\n");
+        assert_eq!(apply_hunks(b"x\n", &insert.hunks).unwrap().0, b"top\nx\n");
         let drop_newline =
             one_file("--- a\n+++ a\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n\\ No newline at end of file\n");
         assert_eq!(

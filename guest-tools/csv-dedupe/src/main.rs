@@ -266,6 +266,13 @@ fn read_record(data: &[u8], start: usize, line: usize) -> (Record, usize, usize)
 
 /// Writes one record as RFC 4180 CSV.
 pub fn write_record(out: &mut Vec<u8>, fields: &[String], crlf: bool) {
+    // A lone empty field is written `""`: an empty line would read back as a blank line.
+    if let [only] = fields
+        && only.is_empty()
+    {
+        out.extend_from_slice(if crlf { b"\"\"\r\n" } else { b"\"\"\n" });
+        return;
+    }
     for (n, field) in fields.iter().enumerate() {
         if n > 0 {
             out.push(b',');
@@ -665,6 +672,15 @@ mod tests {
         assert!(
             matches!(dedupe(b"", &[], false), Err(DedupeError::Input(m)) if m.contains("empty"))
         );
+    }
+
+    #[test]
+    fn a_lone_empty_field_survives_a_round_trip() {
+        let mut out = Vec::new();
+        write_record(&mut out, &["".into()], false);
+        write_record(&mut out, &["".into(), "".into()], false);
+        assert_eq!(out, b"\"\"\n,\n");
+        assert_eq!(read_records(&out)[0].fields, fields(&[""]));
     }
 
     #[test]

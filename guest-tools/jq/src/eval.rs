@@ -1069,6 +1069,17 @@ fn range<'a>(from: f64, to: f64) -> Outputs<'a> {
 
 fn to_entries(v: &Value) -> Result<Value, JqError> {
     match v {
+        Value::Array(a) => Ok(Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut e = Map::new();
+                    e.insert("key".into(), number(i as f64));
+                    e.insert("value".into(), v.clone());
+                    Value::Object(e)
+                })
+                .collect(),
+        )),
         Value::Object(m) => Ok(Value::Array(
             m.iter()
                 .map(|(k, v)| {

@@ -10,8 +10,9 @@
 //!
 //! Counting rules: a line is a `\n` byte; a word is a maximal run of characters that are
 //! not whitespace (Unicode `White_Space`); characters are UTF-8 scalar values, and bytes
-//! that are not valid UTF-8 count as word characters but not as characters (as coreutils
-//! does in a UTF-8 locale).
+//! that are not valid UTF-8 count as word characters but not as characters. On UTF-8 text
+//! the counts equal coreutils' in a UTF-8 locale; on binary data words and characters
+//! may differ (coreutils treats non-printable bytes differently), lines and bytes never.
 //!
 //! `--json` prints one JSON object per line for each path,
 //! `{"path": P, "lines": L, "words": W, "chars": M, "bytes": B}` (all four counts
