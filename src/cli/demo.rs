@@ -45,7 +45,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "3. limit: a grep that matches every line of a large log floods its output cap",
-            CallRequest::new("agent", "grep", &workspace).arguments(json!({ "pattern": "request", "path": "logs" })),
+            CallRequest::new("agent", "grep", &workspace).arguments(json!({ "pattern": "request", "paths": ["logs"] })),
         ),
         (
             "4. escape: wc is asked for a file outside the workspace preopen",

@@ -187,19 +187,14 @@ fn every_policy_pins_the_built_module() {
 }
 
 #[tokio::test]
-async fn wc_counts_files_and_totals() {
+async fn wc_counts_a_file() {
     let h = Harness::new().await;
-    h.write("a.txt", "hello world\nsecond line here\n");
-    h.write("src/b.txt", "héllo\n");
-    let outcome = h.call("wc", json!({"paths": ["a.txt", "src/b.txt"]})).await;
+    h.write("src/b.txt", "héllo wörld\nsecond line\n");
+    let outcome = h.call("wc", json!({"path": "src/b.txt"})).await;
     assert_ok(&outcome);
     assert_eq!(
         json_lines(&outcome.stdout.text()),
-        vec![
-            json!({"path": "a.txt", "lines": 2, "words": 5, "chars": 29, "bytes": 29}),
-            json!({"path": "src/b.txt", "lines": 1, "words": 1, "chars": 6, "bytes": 7}),
-            json!({"total": true, "lines": 3, "words": 6, "chars": 35, "bytes": 36}),
-        ]
+        vec![json!({"path": "src/b.txt", "lines": 2, "words": 4, "chars": 24, "bytes": 26})]
     );
 }
 
@@ -207,20 +202,12 @@ async fn wc_counts_files_and_totals() {
 async fn wc_reports_a_missing_file_and_schema_errors() {
     let h = Harness::new().await;
     h.write("a.txt", "x\n");
-    let outcome = h
-        .call("wc", json!({"paths": ["a.txt", "missing.txt"]}))
-        .await;
+    let outcome = h.call("wc", json!({"path": "missing.txt"})).await;
     assert_tool_error(&outcome, 1);
     assert!(outcome.stderr.text().contains("missing.txt"));
-    assert!(outcome.stdout.text().contains("\"path\":\"a.txt\""));
-    assert_denied(
-        &h.call("wc", json!({"paths": []})).await,
-        "less than 1 item",
-    );
-    assert_denied(
-        &h.call("wc", json!({"paths": ["a.txt"], "bogus": 1})).await,
-        "Additional properties",
-    );
+    assert_denied(&h.call("wc", json!({})).await, "required property");
+    assert_denied(&h.call("wc", json!({"path": "a.txt", "bogus": 1})).await, "Additional properties");
+    assert_denied(&h.call("wc", json!({"path": "/etc/passwd"})).await, "does not match");
 }
 
 #[tokio::test]
