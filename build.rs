@@ -88,28 +88,15 @@ fn run() -> Result<(), String> {
     let manifest = guest_dir.join("Cargo.toml");
     let rustflags = remap_flags(&guest_dir, &target_dir);
     nested_build(&cargo, &manifest, &target_dir, &rustflags, P1_TARGET, &[])?;
-    nested_build(
-        &cargo,
-        &manifest,
-        &target_dir,
-        &rustflags,
-        P2_TARGET,
-        P2_TOOLS,
-    )?;
+    nested_build(&cargo, &manifest, &target_dir, &rustflags, P2_TARGET, P2_TOOLS)?;
 
     let out_dir = guest_dir.join("wasm");
     for tool in &tools {
-        let built = target_dir
-            .join(P1_TARGET)
-            .join("release")
-            .join(format!("{tool}.wasm"));
+        let built = target_dir.join(P1_TARGET).join("release").join(format!("{tool}.wasm"));
         copy_if_changed(&built, &out_dir.join(format!("{tool}.wasm")))?;
     }
     for tool in P2_TOOLS {
-        let built = target_dir
-            .join(P2_TARGET)
-            .join("release")
-            .join(format!("{tool}.wasm"));
+        let built = target_dir.join(P2_TARGET).join("release").join(format!("{tool}.wasm"));
         copy_if_changed(&built, &out_dir.join("p2").join(format!("{tool}.wasm")))?;
     }
     Ok(())
@@ -121,8 +108,7 @@ fn env_var(name: &str) -> Result<String, String> {
 
 /// The tools: subdirectories of `guest-tools/` with a `Cargo.toml`, sorted.
 fn list_tools(guest_dir: &Path) -> Result<Vec<String>, String> {
-    let entries =
-        fs::read_dir(guest_dir).map_err(|e| format!("cannot list {}: {e}", guest_dir.display()))?;
+    let entries = fs::read_dir(guest_dir).map_err(|e| format!("cannot list {}: {e}", guest_dir.display()))?;
     let mut tools = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", guest_dir.display()))?;
@@ -141,37 +127,16 @@ fn list_tools(guest_dir: &Path) -> Result<Vec<String>, String> {
 /// copied module is deleted or replaced.
 fn emit_rerun_lines(guest_dir: &Path, tools: &[String]) {
     println!("cargo:rerun-if-changed=build.rs");
-    println!(
-        "cargo:rerun-if-changed={}",
-        guest_dir.join("Cargo.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        guest_dir.join("Cargo.lock").display()
-    );
+    println!("cargo:rerun-if-changed={}", guest_dir.join("Cargo.toml").display());
+    println!("cargo:rerun-if-changed={}", guest_dir.join("Cargo.lock").display());
     for tool in tools {
         let dir = guest_dir.join(tool);
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("Cargo.toml").display()
-        );
+        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            guest_dir
-                .join("wasm")
-                .join(format!("{tool}.wasm"))
-                .display()
-        );
+        println!("cargo:rerun-if-changed={}", guest_dir.join("wasm").join(format!("{tool}.wasm")).display());
     }
     for tool in P2_TOOLS {
-        println!(
-            "cargo:rerun-if-changed={}",
-            guest_dir
-                .join("wasm/p2")
-                .join(format!("{tool}.wasm"))
-                .display()
-        );
+        println!("cargo:rerun-if-changed={}", guest_dir.join("wasm/p2").join(format!("{tool}.wasm")).display());
     }
 }
 
@@ -191,12 +156,7 @@ fn outer_target_dir() -> Result<PathBuf, String> {
         .map(Path::to_path_buf)
         // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
         .or_else(|| out_dir.ancestors().nth(4).map(Path::to_path_buf))
-        .ok_or_else(|| {
-            format!(
-                "cannot find the target directory above OUT_DIR {}",
-                out_dir.display()
-            )
-        })
+        .ok_or_else(|| format!("cannot find the target directory above OUT_DIR {}", out_dir.display()))
 }
 
 /// Makes sure the toolchain has the standard library for `target`, installing it with
@@ -206,29 +166,15 @@ fn ensure_target(rustc: &OsString, target: &str) -> Result<(), String> {
         let output = Command::new(rustc)
             .args(["--print", "sysroot"])
             .output()
-            .map_err(|e| {
-                format!(
-                    "cannot run {} --print sysroot: {e}",
-                    rustc.to_string_lossy()
-                )
-            })?;
+            .map_err(|e| format!("cannot run {} --print sysroot: {e}", rustc.to_string_lossy()))?;
         let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        Ok(Path::new(&sysroot)
-            .join("lib/rustlib")
-            .join(target)
-            .join("lib")
-            .is_dir())
+        Ok(Path::new(&sysroot).join("lib/rustlib").join(target).join("lib").is_dir())
     };
     if installed()? {
         return Ok(());
     }
-    println!(
-        "cargo:warning=the Rust target {target} is missing; running `rustup target add {target}`"
-    );
-    let status = Command::new("rustup")
-        .args(["target", "add", target])
-        .stdout(std::io::stderr())
-        .status();
+    println!("cargo:warning=the Rust target {target} is missing; running `rustup target add {target}`");
+    let status = Command::new("rustup").args(["target", "add", target]).stdout(std::io::stderr()).status();
     match status {
         Ok(s) if s.success() && installed()? => Ok(()),
         Ok(s) => Err(format!(
@@ -245,10 +191,7 @@ fn ensure_target(rustc: &OsString, target: &str) -> Result<(), String> {
 /// `--remap-path-prefix` flags for every absolute path that could end up in a module,
 /// joined with the 0x1f separator `CARGO_ENCODED_RUSTFLAGS` uses.
 fn remap_flags(guest_dir: &Path, target_dir: &Path) -> String {
-    let mut maps = vec![
-        (guest_dir.to_path_buf(), "/guest-tools"),
-        (target_dir.to_path_buf(), "/guest-target"),
-    ];
+    let mut maps = vec![(guest_dir.to_path_buf(), "/guest-tools"), (target_dir.to_path_buf(), "/guest-target")];
     if let Some(home) = cargo_home() {
         maps.push((home, "/cargo-home"));
     }
@@ -269,15 +212,9 @@ fn cargo_home() -> Option<PathBuf> {
 fn keep_cargo_var(name: &str) -> bool {
     name == "CARGO_HOME"
         || name == "CARGO_MAKEFLAGS"
-        || [
-            "CARGO_NET_",
-            "CARGO_HTTP_",
-            "CARGO_REGISTRIES_",
-            "CARGO_REGISTRY_",
-            "CARGO_TERM_",
-        ]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+        || ["CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_", "CARGO_TERM_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
 }
 
 fn nested_build(
@@ -311,9 +248,7 @@ fn nested_build(
     // This script's stdout is read by cargo for `cargo:` directives: keep the nested
     // build's output off it.
     command.stdout(std::io::stderr());
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
+    let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
     if !status.success() {
         return Err(format!(
             "`cargo build --release --locked --target {target} --manifest-path {}` failed ({status}); \
@@ -327,25 +262,19 @@ fn nested_build(
 /// Copies `from` to `to` unless `to` already has the same bytes; a copied file gets the
 /// fixed old mtime (see [`COPIED_MTIME_SECS`]).
 fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
-    let bytes =
-        fs::read(from).map_err(|e| format!("the nested build made no {}: {e}", from.display()))?;
+    let bytes = fs::read(from).map_err(|e| format!("the nested build made no {}: {e}", from.display()))?;
     if fs::read(to).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
     if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     // Write a sibling and rename it, so a reader never sees a half-written module.
     let tmp = to.with_extension("wasm.tmp");
     fs::write(&tmp, &bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let file = fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .map_err(|e| format!("cannot open {}: {e}", tmp.display()))?;
+    let file = fs::File::options().write(true).open(&tmp).map_err(|e| format!("cannot open {}: {e}", tmp.display()))?;
     file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(COPIED_MTIME_SECS))
         .map_err(|e| format!("cannot set the mtime of {}: {e}", tmp.display()))?;
     drop(file);
-    fs::rename(&tmp, to)
-        .map_err(|e| format!("cannot move {} to {}: {e}", tmp.display(), to.display()))
+    fs::rename(&tmp, to).map_err(|e| format!("cannot move {} to {}: {e}", tmp.display(), to.display()))
 }

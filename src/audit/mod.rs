@@ -22,17 +22,14 @@ mod writer;
 
 pub use query::{Filter, Records, parse_since, parse_since_at, query, read_records, tail};
 pub use record::{
-    AuditRecord, GENESIS_PREV, OutcomeSummary, StreamSummary, arguments_sha256, canonical_json,
-    chain_hash, format_time, write_canonical,
+    AuditRecord, GENESIS_PREV, OutcomeSummary, StreamSummary, arguments_sha256, canonical_json, chain_hash,
+    format_time, write_canonical,
 };
 pub use redact::{DEFAULT_REDACT_PATTERNS, Redactor};
 pub use verify::{BadKind, BadRecord, VerifyReport, verify};
 pub use writer::{AuditLog, AuditStats};
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,78 +42,46 @@ pub enum AuditError {
         "cannot open audit log {path}: {source}; check that the path is a file you may \
          read and write (the log is created 0600, with its parent directories)"
     )]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("cannot create the directory {path} for the audit log: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot start the audit writer thread for {path}: {source}")]
-    Spawn {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot lock audit log {path}: {source}; another process may hold it, or the file \
          system does not support flock"
     )]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot read audit log {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error(
         "audit log {path} does not end with a valid record of its chain (line {line}: \
          {reason}); refusing to append to it: run `airlock audit verify --audit {path}` to find the \
          first bad record, and move the damaged log aside"
     )]
-    CorruptTail {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
+    CorruptTail { path: PathBuf, line: u64, reason: String },
     #[error(
         "audit log {path} shrank from {expected} to {found} bytes while open: records were \
          removed by something else; refusing to append: run `airlock audit verify --audit {path}`"
     )]
-    Shrunk {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Shrunk { path: PathBuf, expected: u64, found: u64 },
     #[error(
         "cannot cut the torn last line off audit log {path}: {source}; check that the file \
          is writable"
     )]
-    CutTornTail {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CutTornTail { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot write to audit log {path}: {source}; the record was not written and the log \
          accepts no more records (fail closed): free disk space or fix the file, run \
          `airlock audit verify --audit {path}`, then restart"
     )]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot make audit log {path} durable (fdatasync): {source}; the record may not \
          have reached the disk, it was not acknowledged and the log accepts no more records \
          (fail closed): check the disk, run `airlock audit verify --audit {path}`, then restart"
     )]
-    Sync {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Sync { path: PathBuf, source: std::io::Error },
     #[error(
         "audit log {path} accepts no more records after an earlier failure ({cause}); \
          calls cannot be audited, so none run: fix the cause, run `airlock audit verify --audit \
@@ -134,16 +99,9 @@ pub enum AuditError {
         "audit log {path}, line {line}: not a readable audit record ({reason}); run \
          `airlock audit verify --audit {path}` to see whether the log was damaged"
     )]
-    BadLine {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
+    BadLine { path: PathBuf, line: u64, reason: String },
     #[error("redaction pattern {pattern:?} is not a valid regex: {source}")]
-    BadRedactPattern {
-        pattern: String,
-        source: Box<regex::Error>,
-    },
+    BadRedactPattern { pattern: String, source: Box<regex::Error> },
     #[error("cannot read audit settings {path}: {reason}")]
     Settings { path: PathBuf, reason: String },
     #[error(
@@ -265,4 +223,3 @@ pub struct AuditConfig {
     /// Which argument keys and env names are redacted.
     pub redact: Redactor,
 }
-

@@ -38,10 +38,7 @@ impl Iterator for Records {
         let n = match self.reader.read_until(b'\n', &mut self.buf) {
             Ok(n) => n,
             Err(source) => {
-                return Some(Err(AuditError::Read {
-                    path: self.path.clone(),
-                    source,
-                }));
+                return Some(Err(AuditError::Read { path: self.path.clone(), source }));
             }
         };
         if n == 0 {
@@ -98,13 +95,8 @@ impl Filter {
         self.tool.as_ref().is_none_or(|t| *t == record.tool)
             && self.decision.is_none_or(|d| d == record.decision)
             && self.caller.as_ref().is_none_or(|c| *c == record.caller)
-            && self
-                .since
-                .is_none_or(|since| record.timestamp().is_some_and(|t| t >= since))
-            && self
-                .status
-                .as_ref()
-                .is_none_or(|s| record.status() == Some(s.as_str()))
+            && self.since.is_none_or(|since| record.timestamp().is_some_and(|t| t >= since))
+            && self.status.as_ref().is_none_or(|s| record.status() == Some(s.as_str()))
     }
 }
 
@@ -125,10 +117,7 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<AuditRecord>> {
 /// file. A partial last line is skipped.
 pub fn tail(path: &Path, n: usize) -> Result<Vec<AuditRecord>> {
     let (file, len) = open_snapshot(path)?;
-    let read_err = |source| AuditError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = |source| AuditError::Read { path: path.to_path_buf(), source };
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -139,11 +128,7 @@ pub fn tail(path: &Path, n: usize) -> Result<Vec<AuditRecord>> {
             Ok(record) => out.push(record),
             Err(e) => {
                 let line = count_lines(&file, tail.first_offset).map_err(read_err)? + i as u64 + 1;
-                return Err(AuditError::BadLine {
-                    path: path.to_path_buf(),
-                    line,
-                    reason: e.to_string(),
-                });
+                return Err(AuditError::BadLine { path: path.to_path_buf(), line, reason: e.to_string() });
             }
         }
     }
@@ -159,16 +144,12 @@ pub fn parse_since(input: &str) -> Result<SystemTime> {
 /// [`parse_since`] relative to `now`.
 pub fn parse_since_at(input: &str, now: SystemTime) -> Result<SystemTime> {
     let input = input.trim();
-    let bad = |reason: String| AuditError::BadSince {
-        input: input.to_owned(),
-        reason,
-    };
+    let bad = |reason: String| AuditError::BadSince { input: input.to_owned(), reason };
     if input.contains('-') || input.contains(':') {
         return humantime::parse_rfc3339_weak(input).map_err(|e| bad(e.to_string()));
     }
     let age: Duration = humantime::parse_duration(input).map_err(|e| bad(e.to_string()))?;
-    now.checked_sub(age)
-        .ok_or_else(|| bad("that is before the start of time".into()))
+    now.checked_sub(age).ok_or_else(|| bad("that is before the start of time".into()))
 }
 
 #[cfg(test)]
@@ -180,20 +161,11 @@ mod tests {
     fn since_accepts_times_and_ages() {
         let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
         let at = |s| parse_since_at(s, now).unwrap();
-        assert_eq!(
-            at("2026-11-27T10:00:00Z"),
-            humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
-        );
+        assert_eq!(at("2026-11-27T10:00:00Z"), humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
         assert_eq!(at("10m"), now - Duration::from_secs(600));
         assert_eq!(at("2h"), now - Duration::from_secs(7200));
         assert_eq!(at("3d"), now - Duration::from_secs(3 * 86400));
-        assert!(matches!(
-            parse_since_at("yesterday", now),
-            Err(AuditError::BadSince { .. })
-        ));
-        assert!(matches!(
-            parse_since_at("2026-13-40T00:00:00Z", now),
-            Err(AuditError::BadSince { .. })
-        ));
+        assert!(matches!(parse_since_at("yesterday", now), Err(AuditError::BadSince { .. })));
+        assert!(matches!(parse_since_at("2026-13-40T00:00:00Z", now), Err(AuditError::BadSince { .. })));
     }
 }

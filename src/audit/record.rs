@@ -318,9 +318,7 @@ impl PreparedRecord {
             }
             Ok(_) => {
                 return Err(AuditError::Encode {
-                    source: serde::ser::Error::custom(
-                        "an audit record did not encode as an object",
-                    ),
+                    source: serde::ser::Error::custom("an audit record did not encode as an object"),
                 });
             }
             Err(source) => return Err(AuditError::Encode { source }),
@@ -343,12 +341,10 @@ impl PreparedRecord {
         // order set by AuditRecord stays.
         self.fields.insert("seq".into(), Value::from(seq));
         self.fields.insert("time".into(), Value::from(time));
-        self.fields
-            .insert("note".into(), note.map_or(Value::Null, Value::from));
+        self.fields.insert("note".into(), note.map_or(Value::Null, Value::from));
         self.fields.insert("prev".into(), Value::from(prev));
         let hash = chain_hash(prev, &self.fields, scratch);
-        self.fields
-            .insert("hash".into(), Value::from(hash.as_str()));
+        self.fields.insert("hash".into(), Value::from(hash.as_str()));
         let start = line.len();
         if let Err(source) = serde_json::to_writer(&mut *line, &self.fields) {
             // Never leave half a record in the batch.
@@ -378,15 +374,11 @@ pub(crate) enum LineFault {
 }
 
 /// Parses one line (without its `\n`) and checks its own hash.
-pub(crate) fn check_line(
-    line: &[u8],
-    scratch: &mut Vec<u8>,
-) -> std::result::Result<ChainLink, LineFault> {
+pub(crate) fn check_line(line: &[u8], scratch: &mut Vec<u8>) -> std::result::Result<ChainLink, LineFault> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(LineFault::NotJson("the line is empty".into()));
     }
-    let value: Value = serde_json::from_slice(line)
-        .map_err(|e| LineFault::NotJson(format!("it is not JSON ({e})")))?;
+    let value: Value = serde_json::from_slice(line).map_err(|e| LineFault::NotJson(format!("it is not JSON ({e})")))?;
     let Value::Object(fields) = value else {
         return Err(LineFault::NotJson("it is JSON but not an object".into()));
     };
@@ -441,19 +433,13 @@ mod tests {
     #[test]
     fn canonical_escapes_strings_as_documented() {
         let v = json!({"k": "a\"b\\c\n\u{1}é/\u{7f}"});
-        assert_eq!(
-            String::from_utf8(canonical_json(&v)).unwrap(),
-            "{\"k\":\"a\\\"b\\\\c\\n\\u0001é/\u{7f}\"}"
-        );
+        assert_eq!(String::from_utf8(canonical_json(&v)).unwrap(), "{\"k\":\"a\\\"b\\\\c\\n\\u0001é/\u{7f}\"}");
     }
 
     #[test]
     fn canonical_sorts_by_utf8_bytes() {
         let v = json!({"é": 1, "z": 2, "Z": 3, "a": 4});
-        assert_eq!(
-            String::from_utf8(canonical_json(&v)).unwrap(),
-            r#"{"Z":3,"a":4,"z":2,"é":1}"#
-        );
+        assert_eq!(String::from_utf8(canonical_json(&v)).unwrap(), r#"{"Z":3,"a":4,"z":2,"é":1}"#);
     }
 
     #[test]
@@ -481,25 +467,11 @@ mod tests {
 
     #[test]
     fn sealed_line_has_the_documented_field_order_and_checks() {
-        let entry = AuditEntry::new(
-            "agent",
-            "echo",
-            json!({"b": 1, "a": 2}),
-            Decision::Allow,
-            "r",
-        );
+        let entry = AuditEntry::new("agent", "echo", json!({"b": 1, "a": 2}), Decision::Allow, "r");
         let prepared = PreparedRecord::new(entry, &Redactor::default(), Fsync::Batch).unwrap();
         let (mut scratch, mut line) = (Vec::new(), Vec::new());
-        let hash = prepared
-            .seal_into(
-                1,
-                "2026-01-01T00:00:00.000000Z",
-                None,
-                GENESIS_PREV,
-                &mut scratch,
-                &mut line,
-            )
-            .unwrap();
+        let hash =
+            prepared.seal_into(1, "2026-01-01T00:00:00.000000Z", None, GENESIS_PREV, &mut scratch, &mut line).unwrap();
         assert_eq!(line.last(), Some(&b'\n'));
         let body = &line[..line.len() - 1];
         let value: Map<String, Value> = serde_json::from_slice(body).unwrap();
@@ -533,19 +505,9 @@ mod tests {
             ]
         );
         let link = check_line(body, &mut scratch).unwrap();
-        assert_eq!(
-            link,
-            ChainLink {
-                seq: 1,
-                prev: GENESIS_PREV.into(),
-                hash
-            }
-        );
+        assert_eq!(link, ChainLink { seq: 1, prev: GENESIS_PREV.into(), hash });
         let record: AuditRecord = serde_json::from_slice(body).unwrap();
-        assert_eq!(
-            record.arguments_sha256,
-            arguments_sha256(&json!({"a": 2, "b": 1}))
-        );
+        assert_eq!(record.arguments_sha256, arguments_sha256(&json!({"a": 2, "b": 1})));
         assert_eq!(record.durability, Fsync::Batch);
     }
 }

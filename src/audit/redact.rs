@@ -34,10 +34,7 @@ pub struct Redactor {
 
 impl Default for Redactor {
     fn default() -> Self {
-        let patterns: Vec<String> = DEFAULT_REDACT_PATTERNS
-            .iter()
-            .map(|p| (*p).to_owned())
-            .collect();
+        let patterns: Vec<String> = DEFAULT_REDACT_PATTERNS.iter().map(|p| (*p).to_owned()).collect();
         let set = RegexSet::new(&patterns).ok();
         Redactor { patterns, set }
     }
@@ -48,29 +45,18 @@ impl Redactor {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Redactor> {
         for p in patterns {
             if let Err(e) = regex::Regex::new(p.as_ref()) {
-                return Err(AuditError::BadRedactPattern {
-                    pattern: p.as_ref().to_owned(),
-                    source: Box::new(e),
-                });
+                return Err(AuditError::BadRedactPattern { pattern: p.as_ref().to_owned(), source: Box::new(e) });
             }
         }
         let patterns: Vec<String> = patterns.iter().map(|p| p.as_ref().to_owned()).collect();
-        let set = RegexSet::new(&patterns).map_err(|e| AuditError::BadRedactPattern {
-            pattern: patterns.join(" | "),
-            source: Box::new(e),
-        })?;
-        Ok(Redactor {
-            patterns,
-            set: Some(set),
-        })
+        let set = RegexSet::new(&patterns)
+            .map_err(|e| AuditError::BadRedactPattern { pattern: patterns.join(" | "), source: Box::new(e) })?;
+        Ok(Redactor { patterns, set: Some(set) })
     }
 
     /// A redactor that redacts nothing.
     pub fn none() -> Redactor {
-        Redactor {
-            patterns: Vec::new(),
-            set: Some(RegexSet::empty()),
-        }
+        Redactor { patterns: Vec::new(), set: Some(RegexSet::empty()) }
     }
 
     /// The patterns.
@@ -85,10 +71,7 @@ impl Redactor {
 
     /// `[redacted sha256:<hex of canonical JSON of value>]`.
     pub fn redacted(value: &Value) -> String {
-        format!(
-            "[redacted sha256:{}]",
-            hex::encode(Sha256::digest(canonical_json(value)))
-        )
+        format!("[redacted sha256:{}]", hex::encode(Sha256::digest(canonical_json(value))))
     }
 
     /// The arguments with the value of every matching object key, at any depth (inside
@@ -107,9 +90,7 @@ impl Redactor {
                 }
                 Value::Object(out)
             }
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.redact_arguments(v)).collect())
-            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_arguments(v)).collect()),
             other => other.clone(),
         }
     }
@@ -146,10 +127,7 @@ mod tests {
         assert_eq!(out["input"], "a.csv");
         assert_eq!(out["opts"][0]["depth"], 2);
         let digest = hex::encode(Sha256::digest(br#""sk-123""#));
-        assert_eq!(
-            out["opts"][0]["api_key"],
-            format!("[redacted sha256:{digest}]")
-        );
+        assert_eq!(out["opts"][0]["api_key"], format!("[redacted sha256:{digest}]"));
         let digest = hex::encode(Sha256::digest(br#"{"x":1}"#));
         assert_eq!(out["Password"], format!("[redacted sha256:{digest}]"));
         assert!(!out.to_string().contains("sk-123"));
@@ -157,10 +135,8 @@ mod tests {
 
     #[test]
     fn env_names_are_redacted() {
-        let env = BTreeMap::from([
-            ("LANG".to_owned(), "C".to_owned()),
-            ("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned()),
-        ]);
+        let env =
+            BTreeMap::from([("LANG".to_owned(), "C".to_owned()), ("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned())]);
         let out = Redactor::default().redact_env(env);
         assert_eq!(out["LANG"], "C");
         assert_eq!(out["GITHUB_TOKEN"], Redactor::redacted(&json!("ghp_x")));
@@ -169,9 +145,6 @@ mod tests {
     #[test]
     fn none_redacts_nothing_and_bad_patterns_are_errors() {
         assert!(!Redactor::none().matches("password"));
-        assert!(matches!(
-            Redactor::new(&["(unclosed"]),
-            Err(AuditError::BadRedactPattern { .. })
-        ));
+        assert!(matches!(Redactor::new(&["(unclosed"]), Err(AuditError::BadRedactPattern { .. })));
     }
 }

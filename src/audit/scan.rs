@@ -17,15 +17,9 @@ const TAIL_CHUNK: u64 = 64 * 1024;
 /// taken under `flock(LOCK_SH)`, which waits for a writer's batch in progress, so it ends
 /// on a batch boundary; the lock is released at once and reading goes on without it.
 pub(crate) fn open_snapshot(path: &Path) -> Result<(File, u64)> {
-    let read_err = |source| AuditError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = |source| AuditError::Read { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(read_err)?;
-    retry_interrupted(|| file.lock_shared()).map_err(|source| AuditError::Lock {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    retry_interrupted(|| file.lock_shared()).map_err(|source| AuditError::Lock { path: path.to_path_buf(), source })?;
     let len = file.metadata().map(|m| m.len());
     let _ = file.unlock();
     Ok((file, len.map_err(read_err)?))
@@ -72,11 +66,7 @@ pub(crate) fn read_tail(file: &File, len: u64, n: usize) -> io::Result<Tail> {
     let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
         // No complete line in view; since we read until n + 1 newlines or the start,
         // this means the file has no newline at all.
-        return Ok(Tail {
-            complete_end: start,
-            lines: Vec::new(),
-            first_offset: start,
-        });
+        return Ok(Tail { complete_end: start, lines: Vec::new(), first_offset: start });
     };
     let complete_end = start + last_nl as u64 + 1;
     let body = &buf[..last_nl];
@@ -95,14 +85,8 @@ pub(crate) fn read_tail(file: &File, len: u64, n: usize) -> io::Result<Tail> {
     }
     let skip = segments.len().saturating_sub(n);
     let kept = &segments[skip..];
-    let first_offset = kept
-        .first()
-        .map_or(complete_end, |(off, _)| start + *off as u64);
-    Ok(Tail {
-        complete_end,
-        lines: kept.iter().map(|(_, s)| s.to_vec()).collect(),
-        first_offset,
-    })
+    let first_offset = kept.first().map_or(complete_end, |(off, _)| start + *off as u64);
+    Ok(Tail { complete_end, lines: kept.iter().map(|(_, s)| s.to_vec()).collect(), first_offset })
 }
 
 /// Number of `\n` in the first `upto` bytes: the 1-based line number of the line that

@@ -119,18 +119,12 @@ impl fmt::Display for VerifyReport {
     /// REASON` followed by how much of the log verified before it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.first_bad {
-            None => write!(
-                f,
-                "intact: {} records, last seq {}, last hash {}",
-                self.records, self.last_seq, self.last_hash
-            ),
+            None => {
+                write!(f, "intact: {} records, last seq {}, last hash {}", self.records, self.last_seq, self.last_hash)
+            }
             Some(bad) => {
                 let seq = bad.seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
-                write!(
-                    f,
-                    "broken at line {} (seq {}): {}: {}",
-                    bad.line, seq, bad.kind, bad.reason
-                )?;
+                write!(f, "broken at line {} (seq {}): {}: {}", bad.line, seq, bad.kind, bad.reason)?;
                 write!(
                     f,
                     "\n{} records before it verified (last seq {}, last hash {})",
@@ -147,10 +141,7 @@ impl fmt::Display for VerifyReport {
 /// checked.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
     let (file, len) = open_snapshot(path)?;
-    let read_err = |source| AuditError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = |source| AuditError::Read { path: path.to_path_buf(), source };
     let mut reader = BufReader::with_capacity(1 << 16, file.take(len));
     let mut walk = Walk::default();
     let mut buf = Vec::with_capacity(4096);
@@ -166,8 +157,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         let bad = if buf.last() != Some(&b'\n') {
             Some(walk.truncated(line, &buf))
         } else {
-            walk.check(line, &buf[..n - 1], &mut scratch, &mut reader)
-                .map_err(read_err)?
+            walk.check(line, &buf[..n - 1], &mut scratch, &mut reader).map_err(read_err)?
         };
         if let Some(bad) = bad {
             return Ok(walk.report(Some(bad)));
@@ -255,14 +245,7 @@ impl Walk {
             return Ok(None);
         }
         let at = format!("line {line} (seq {seq})");
-        let bad = |kind, reason| {
-            Some(BadRecord {
-                line,
-                seq: Some(seq),
-                kind,
-                reason,
-            })
-        };
+        let bad = |kind, reason| Some(BadRecord { line, seq: Some(seq), kind, reason });
         if seq > want_seq {
             if let Some((later_line, later_seq)) = find_seq_later(rest, want_seq, seq, line)? {
                 return Ok(bad(
@@ -276,10 +259,7 @@ impl Walk {
             if want_seq == 1 {
                 return Ok(bad(
                     BadKind::BadGenesis,
-                    format!(
-                        "{at} should start the log with seq 1: the first {} record(s) were deleted",
-                        seq - 1
-                    ),
+                    format!("{at} should start the log with seq 1: the first {} record(s) were deleted", seq - 1),
                 ));
             }
             let missing = if seq - want_seq == 1 {
@@ -289,10 +269,7 @@ impl Walk {
             };
             return Ok(bad(
                 BadKind::Deleted,
-                format!(
-                    "{at} follows seq {}: {missing} missing (deleted)",
-                    want_seq - 1
-                ),
+                format!("{at} follows seq {}: {missing} missing (deleted)", want_seq - 1),
             ));
         }
         if seq == want_seq {
@@ -319,17 +296,13 @@ impl Walk {
             ));
         }
         // seq < want_seq: a seq already seen.
-        let earlier = usize::try_from(seq.saturating_sub(1))
-            .ok()
-            .and_then(|i| self.hashes.get(i));
+        let earlier = usize::try_from(seq.saturating_sub(1)).ok().and_then(|i| self.hashes.get(i));
         let mut raw = [0u8; 32];
         let same = hex::decode_to_slice(&link.hash, &mut raw).is_ok() && earlier == Some(&raw);
         if same {
             return Ok(bad(
                 BadKind::Duplicated,
-                format!(
-                    "{at} is a copy of the record with seq {seq} earlier in the log (line {seq})"
-                ),
+                format!("{at} is a copy of the record with seq {seq} earlier in the log (line {seq})"),
             ));
         }
         Ok(bad(
@@ -349,21 +322,13 @@ fn lenient_seq(line: &[u8]) -> Option<u64> {
         return value.get("seq")?.as_u64();
     }
     let digits = line.strip_prefix(br#"{"seq":"#)?;
-    let end = digits
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(digits.len());
+    let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
 /// Reads the rest of the file for a line whose seq is in `[from, to)`; returns its line
 /// number and seq.
-fn find_seq_later(
-    rest: &mut impl BufRead,
-    from: u64,
-    to: u64,
-    line: u64,
-) -> std::io::Result<Option<(u64, u64)>> {
+fn find_seq_later(rest: &mut impl BufRead, from: u64, to: u64, line: u64) -> std::io::Result<Option<(u64, u64)>> {
     let mut buf = Vec::new();
     let mut line = line;
     loop {

@@ -95,13 +95,8 @@ impl Shared {
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 enum Command {
-    Append {
-        record: PreparedRecord,
-        reply: Reply<u64>,
-    },
-    Flush {
-        reply: Reply<()>,
-    },
+    Append { record: PreparedRecord, reply: Reply<u64> },
+    Flush { reply: Reply<()> },
 }
 
 /// The append-only, hash-chained audit log. Cheap to share behind an `Arc`; every method
@@ -133,10 +128,7 @@ impl AuditLog {
                 .recursive(true)
                 .mode(LOG_DIR_MODE)
                 .create(parent)
-                .map_err(|source| AuditError::CreateDir {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
+                .map_err(|source| AuditError::CreateDir { path: parent.to_path_buf(), source })?;
         }
         let existed = path.exists();
         let file = OpenOptions::new()
@@ -145,19 +137,13 @@ impl AuditLog {
             .create(true)
             .mode(LOG_FILE_MODE)
             .open(&path)
-            .map_err(|source| AuditError::Open {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| AuditError::Open { path: path.clone(), source })?;
         if !existed && config.fsync != Fsync::Off {
             // The new file's directory entry must be durable too, or a crash loses the log.
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 File::open(parent)
                     .and_then(|dir| dir.sync_all())
-                    .map_err(|source| AuditError::Sync {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
+                    .map_err(|source| AuditError::Sync { path: parent.to_path_buf(), source })?;
             }
         }
         let shared = Arc::new(Shared::default());
@@ -182,18 +168,8 @@ impl AuditLog {
         let thread = thread::Builder::new()
             .name("airlock-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|source| AuditError::Spawn {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(AuditLog {
-            path,
-            fsync: config.fsync,
-            redact: config.redact,
-            shared,
-            tx: Some(tx),
-            thread: Some(thread),
-        })
+            .map_err(|source| AuditError::Spawn { path: path.clone(), source })?;
+        Ok(AuditLog { path, fsync: config.fsync, redact: config.redact, shared, tx: Some(tx), thread: Some(thread) })
     }
 
     /// The log's path.
@@ -210,10 +186,7 @@ impl AuditLog {
     /// refuse the call when it fails, since its record could not be written.
     pub fn check(&self) -> Result<()> {
         if let Some(cause) = self.shared.cause() {
-            return Err(AuditError::Poisoned {
-                path: self.path.clone(),
-                cause,
-            });
+            return Err(AuditError::Poisoned { path: self.path.clone(), cause });
         }
         match &self.thread {
             Some(t) if !t.is_finished() => Ok(()),
@@ -268,9 +241,7 @@ impl AuditLog {
     }
 
     fn gone(&self) -> AuditError {
-        AuditError::WriterGone {
-            path: self.path.clone(),
-        }
+        AuditError::WriterGone { path: self.path.clone() }
     }
 }
 
@@ -328,11 +299,7 @@ impl Writer {
                     }
                     Command::Flush { reply } => flushes.push(reply),
                 }
-                next = if records.len() < MAX_BATCH {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
+                next = if records.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
             }
             if !records.is_empty() {
                 self.commit(records, replies);
@@ -358,10 +325,7 @@ impl Writer {
     fn commit(&mut self, records: Vec<PreparedRecord>, mut replies: VecDeque<Reply<u64>>) {
         if let Some(cause) = self.shared.cause() {
             for reply in replies {
-                let _ = reply.send(Err(AuditError::Poisoned {
-                    path: self.path.clone(),
-                    cause: cause.clone(),
-                }));
+                let _ = reply.send(Err(AuditError::Poisoned { path: self.path.clone(), cause: cause.clone() }));
             }
             return;
         }
@@ -390,11 +354,7 @@ impl Writer {
     /// Chains onto the newest record on disk, writes, syncs per mode, and answers (from
     /// the front of `replies`) the appenders whose records are written. On error returns
     /// it, leaving the unanswered replies in `replies`.
-    fn commit_locked(
-        &mut self,
-        records: Vec<PreparedRecord>,
-        replies: &mut VecDeque<Reply<u64>>,
-    ) -> Result<()> {
+    fn commit_locked(&mut self, records: Vec<PreparedRecord>, replies: &mut VecDeque<Reply<u64>>) -> Result<()> {
         let len = self.current_len()?;
         if len != self.known_len {
             self.resync(len)?;
@@ -464,19 +424,13 @@ impl Writer {
         self.shared.writes.fetch_add(1, Ordering::Relaxed);
         if let Err(source) = (&self.file).write_all(&self.line) {
             self.cut_back(before);
-            return Err(AuditError::Write {
-                path: self.path.clone(),
-                source,
-            });
+            return Err(AuditError::Write { path: self.path.clone(), source });
         }
         if sync {
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             if let Err(source) = self.file.sync_data() {
                 self.cut_back(before);
-                return Err(AuditError::Sync {
-                    path: self.path.clone(),
-                    source,
-                });
+                return Err(AuditError::Sync { path: self.path.clone(), source });
             }
         }
         Ok(())
@@ -492,27 +446,18 @@ impl Writer {
     /// A flush syncs whatever mode the log is in (records are already written).
     fn sync_for_flush(&mut self) -> Result<()> {
         if let Some(cause) = self.shared.cause() {
-            return Err(AuditError::Poisoned {
-                path: self.path.clone(),
-                cause,
-            });
+            return Err(AuditError::Poisoned { path: self.path.clone(), cause });
         }
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.file.sync_data().map_err(|source| {
-            let error = AuditError::Sync {
-                path: self.path.clone(),
-                source,
-            };
+            let error = AuditError::Sync { path: self.path.clone(), source };
             self.shared.poison(error.to_string());
             error
         })
     }
 
     fn lock(&self) -> Result<()> {
-        retry_interrupted(|| self.file.lock()).map_err(|source| AuditError::Lock {
-            path: self.path.clone(),
-            source,
-        })
+        retry_interrupted(|| self.file.lock()).map_err(|source| AuditError::Lock { path: self.path.clone(), source })
     }
 
     fn unlock(&self) {
@@ -520,44 +465,25 @@ impl Writer {
     }
 
     fn current_len(&self) -> Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|source| AuditError::Read {
-                path: self.path.clone(),
-                source,
-            })
+        self.file.metadata().map(|m| m.len()).map_err(|source| AuditError::Read { path: self.path.clone(), source })
     }
 
     /// Re-reads the tail of a file of `len` bytes (under the lock): cuts a torn last line
     /// off, checks the last record, and makes it the head of the chain.
     fn resync(&mut self, len: u64) -> Result<()> {
         if len < self.known_len {
-            return Err(AuditError::Shrunk {
-                path: self.path.clone(),
-                expected: self.known_len,
-                found: len,
-            });
+            return Err(AuditError::Shrunk { path: self.path.clone(), expected: self.known_len, found: len });
         }
         let path = self.path.clone();
-        let read_err = |source| AuditError::Read {
-            path: path.clone(),
-            source,
-        };
+        let read_err = |source| AuditError::Read { path: path.clone(), source };
         let tail = read_tail(&self.file, len, 2).map_err(read_err)?;
         if tail.complete_end < len {
             let torn = len - tail.complete_end;
             self.file
                 .set_len(tail.complete_end)
-                .map_err(|source| AuditError::CutTornTail {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| AuditError::CutTornTail { path: self.path.clone(), source })?;
             if self.fsync != Fsync::Off {
-                self.file.sync_data().map_err(|source| AuditError::Sync {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                self.file.sync_data().map_err(|source| AuditError::Sync { path: self.path.clone(), source })?;
             }
             tracing::warn!(
                 path = %self.path.display(),
@@ -581,21 +507,14 @@ impl Writer {
             Err(reason) => {
                 let before = count_lines(&self.file, tail.first_offset).map_err(read_err)?;
                 let line = before + tail.lines.len() as u64;
-                Err(AuditError::CorruptTail {
-                    path: self.path.clone(),
-                    line,
-                    reason,
-                })
+                Err(AuditError::CorruptTail { path: self.path.clone(), line, reason })
             }
         }
     }
 
     /// The head (seq, hash) of the chain from its last two lines, or why the last line is
     /// not a valid record of the chain.
-    fn check_tail(
-        &mut self,
-        tail: &super::scan::Tail,
-    ) -> std::result::Result<(u64, String), String> {
+    fn check_tail(&mut self, tail: &super::scan::Tail) -> std::result::Result<(u64, String), String> {
         let Some(last) = tail.lines.last() else {
             return Ok((0, GENESIS_PREV.to_owned()));
         };
@@ -631,28 +550,20 @@ impl Writer {
     /// A copy of `error` for another waiter of the same failed batch.
     fn replicate(&self, error: &AuditError) -> AuditError {
         match error {
-            AuditError::Write { path, source } => AuditError::Write {
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            AuditError::Sync { path, source } => AuditError::Sync {
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            other => AuditError::Poisoned {
-                path: self.path.clone(),
-                cause: other.to_string(),
-            },
+            AuditError::Write { path, source } => {
+                AuditError::Write { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+            }
+            AuditError::Sync { path, source } => {
+                AuditError::Sync { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+            }
+            other => AuditError::Poisoned { path: self.path.clone(), cause: other.to_string() },
         }
     }
 
     fn replicate_cause(&self) -> AuditError {
         AuditError::Poisoned {
             path: self.path.clone(),
-            cause: self
-                .shared
-                .cause()
-                .unwrap_or_else(|| "an earlier record in the batch failed".into()),
+            cause: self.shared.cause().unwrap_or_else(|| "an earlier record in the batch failed".into()),
         }
     }
 }

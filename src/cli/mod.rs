@@ -28,7 +28,11 @@ pub const EXIT_DENIED: u8 = 126;
 pub const EXIT_TRAPPED: u8 = 134;
 
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log.")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

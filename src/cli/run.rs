@@ -84,10 +84,8 @@ fn call_arguments(policies: &PolicySet, tool: &str, json: Option<&str>, pairs: &
         },
         None => Map::new(),
     };
-    let properties = policies
-        .tool(tool)
-        .and_then(|t| t.input_schema().get("properties").cloned())
-        .unwrap_or(Value::Null);
+    let properties =
+        policies.tool(tool).and_then(|t| t.input_schema().get("properties").cloned()).unwrap_or(Value::Null);
     for pair in pairs {
         let Some((key, text)) = pair.split_once('=') else {
             bail!("--arg {pair:?} is not KEY=VALUE");
@@ -145,13 +143,11 @@ pub struct RunWasmArgs {
 
 pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
-    let module = args
-        .module
-        .canonicalize()
-        .with_context(|| format!("cannot find module {}", args.module.display()))?;
+    let module = args.module.canonicalize().with_context(|| format!("cannot find module {}", args.module.display()))?;
     let bytes = std::fs::read(&module).with_context(|| format!("cannot read module {}", module.display()))?;
     let name = module.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
-    let mut grant = Grant::new(name, Program::Wasm { module: module.clone(), sha256: airlock::policy::sha256_hex(&bytes) });
+    let mut grant =
+        Grant::new(name, Program::Wasm { module: module.clone(), sha256: airlock::policy::sha256_hex(&bytes) });
     grant.args = args.args.clone();
     for (spec, writable) in args.dirs.iter().map(|d| (d, true)).chain(args.ro_dirs.iter().map(|d| (d, false))) {
         grant.mounts.push(mount(spec, writable)?);
@@ -175,9 +171,8 @@ pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
 
 fn mount(spec: &str, writable: bool) -> anyhow::Result<Mount> {
     let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
-    let host = PathBuf::from(host)
-        .canonicalize()
-        .with_context(|| format!("cannot preopen {host}: it does not exist"))?;
+    let host =
+        PathBuf::from(host).canonicalize().with_context(|| format!("cannot preopen {host}: it does not exist"))?;
     if !host.is_dir() {
         bail!("cannot preopen {}: not a directory", host.display());
     }
@@ -215,11 +210,7 @@ fn report(outcome: &CallOutcome, json: bool) -> anyhow::Result<ExitCode> {
         std::io::stderr().write_all(&outcome.stderr.bytes)?;
         for (name, stream) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
             if stream.truncated {
-                eprintln!(
-                    "airlock: {name} truncated: kept {} of {} bytes",
-                    stream.bytes.len(),
-                    stream.total_bytes
-                );
+                eprintln!("airlock: {name} truncated: kept {} of {} bytes", stream.bytes.len(), stream.total_bytes);
             }
         }
         match &outcome.status {

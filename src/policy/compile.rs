@@ -76,11 +76,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         if let Some(other) = tools.get(tool.name()) {
             errors.push(source.error_at(
                 name_span,
-                format!(
-                    "tool \"{}\" is also declared in {}",
-                    tool.name(),
-                    other.file()
-                ),
+                format!("tool \"{}\" is also declared in {}", tool.name(), other.file()),
                 "give each tool one file, tools/NAME.toml, whose `name` is NAME",
             ));
             continue;
@@ -139,34 +135,20 @@ fn read_source(
         Ok(bytes) => {
             digested.insert(rel.to_string(), hex::encode(Sha256::digest(&bytes)));
             match String::from_utf8(bytes) {
-                Ok(text) => Some(SourceFile {
-                    path,
-                    rel: rel.to_string(),
-                    text,
-                }),
+                Ok(text) => Some(SourceFile { path, rel: rel.to_string(), text }),
                 Err(_) => {
-                    errors.push(whole_file_error(
-                        path,
-                        "the file is not valid UTF-8",
-                        "save it as UTF-8 text",
-                    ));
+                    errors.push(whole_file_error(path, "the file is not valid UTF-8", "save it as UTF-8 text"));
                     None
                 }
             }
         }
         Err(e) => {
             let help = match rel {
-                "designations.toml" => {
-                    "create designations.toml with [categories] and [designations.NAME] tables"
-                }
+                "designations.toml" => "create designations.toml with [categories] and [designations.NAME] tables",
                 "callers.toml" => "create callers.toml with `default` and [callers.NAME] tables",
                 _ => "check the file's permissions",
             };
-            errors.push(whole_file_error(
-                path,
-                format!("cannot read the file: {e}"),
-                help,
-            ));
+            errors.push(whole_file_error(path, format!("cannot read the file: {e}"), help));
             None
         }
     }
@@ -243,9 +225,8 @@ fn is_host_port(entry: &str) -> bool {
     let Some((host, port)) = entry.rsplit_once(':') else {
         return false;
     };
-    let port_ok = !port.is_empty()
-        && port.chars().all(|c| c.is_ascii_digit())
-        && port.parse::<u16>().is_ok_and(|p| p > 0);
+    let port_ok =
+        !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         inner.parse::<Ipv6Addr>().is_ok()
     } else {
@@ -261,12 +242,7 @@ fn is_host_port(entry: &str) -> bool {
 }
 
 /// Checks a required free-text field is not blank.
-fn require_text(
-    source: &SourceFile,
-    field: &Spanned<String>,
-    what: &str,
-    errors: &mut Vec<PolicyError>,
-) {
+fn require_text(source: &SourceFile, field: &Spanned<String>, what: &str, errors: &mut Vec<PolicyError>) {
     if field.get_ref().trim().is_empty() {
         errors.push(source.error_at(
             field.span(),
@@ -276,10 +252,7 @@ fn require_text(
     }
 }
 
-fn compile_designations(
-    source: &SourceFile,
-    errors: &mut Vec<PolicyError>,
-) -> Option<DesignationTable> {
+fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<DesignationTable> {
     let file: DesignationsFile = parse(source, errors)?;
     let mut categories = BTreeMap::new();
     for (name, description) in &file.categories {
@@ -290,12 +263,7 @@ fn compile_designations(
                 "use lowercase letters, digits and `-`, starting with a letter (e.g. security-testing)",
             ));
         }
-        require_text(
-            source,
-            description,
-            &format!("categories.{}", name.get_ref()),
-            errors,
-        );
+        require_text(source, description, &format!("categories.{}", name.get_ref()), errors);
         categories.insert(name.get_ref().clone(), description.get_ref().clone());
     }
     if categories.is_empty() {
@@ -329,13 +297,8 @@ fn compile_designations(
                 if !categories.contains_key(c) {
                     errors.push(source.error_at(
                         category.span(),
-                        format!(
-                            "designation \"{name_str}\" lists unknown category \"{c}\" under {list}"
-                        ),
-                        format!(
-                            "use one of the categories declared in [categories]: {}",
-                            list_or_none(&known)
-                        ),
+                        format!("designation \"{name_str}\" lists unknown category \"{c}\" under {list}"),
+                        format!("use one of the categories declared in [categories]: {}", list_or_none(&known)),
                     ));
                     continue;
                 }
@@ -366,21 +329,14 @@ fn compile_designations(
                     errors.push(source.error_at(
                         category.span(),
                         format!("example uses unknown category \"{}\"", category.get_ref()),
-                        format!(
-                            "use one of the categories declared in [categories]: {}",
-                            list_or_none(&known)
-                        ),
+                        format!("use one of the categories declared in [categories]: {}", list_or_none(&known)),
                     ));
                 }
             }
             if !example_ok {
                 continue;
             }
-            let names: Vec<&str> = example_body
-                .categories
-                .iter()
-                .map(|c| c.get_ref().as_str())
-                .collect();
+            let names: Vec<&str> = example_body.categories.iter().map(|c| c.get_ref().as_str()).collect();
             let verdict = compiled.decide(&names);
             if verdict.decision != example_body.expect {
                 errors.push(source.error_at(
@@ -399,10 +355,7 @@ fn compile_designations(
         }
         designations.insert(name_str.clone(), compiled);
     }
-    Some(DesignationTable {
-        categories,
-        designations,
-    })
+    Some(DesignationTable { categories, designations })
 }
 
 fn compile_callers(
@@ -411,34 +364,24 @@ fn compile_callers(
     errors: &mut Vec<PolicyError>,
 ) -> Option<CallerTable> {
     let file: CallersFile = parse(source, errors)?;
-    let known: Vec<&str> = designations
-        .map(|d| d.designations.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    let check_designation =
-        |name: &Spanned<String>, what: String, errors: &mut Vec<PolicyError>| {
-            // Without a readable designations.toml there is nothing to check against; that
-            // file's own error is already reported.
-            if designations.is_some() && !known.contains(&name.get_ref().as_str()) {
-                errors.push(source.error_at(
-                    name.span(),
-                    format!(
-                        "{what} \"{}\" is not declared in designations.toml",
-                        name.get_ref()
-                    ),
-                    format!(
-                        "use one of the designations declared there: {}",
-                        list_or_none(&known)
-                    ),
-                ));
-            }
-        };
+    let known: Vec<&str> =
+        designations.map(|d| d.designations.keys().map(String::as_str).collect()).unwrap_or_default();
+    let check_designation = |name: &Spanned<String>, what: String, errors: &mut Vec<PolicyError>| {
+        // Without a readable designations.toml there is nothing to check against; that
+        // file's own error is already reported.
+        if designations.is_some() && !known.contains(&name.get_ref().as_str()) {
+            errors.push(source.error_at(
+                name.span(),
+                format!("{what} \"{}\" is not declared in designations.toml", name.get_ref()),
+                format!("use one of the designations declared there: {}", list_or_none(&known)),
+            ));
+        }
+    };
     if let Some(default) = &file.default {
         check_designation(default, "default designation".to_string(), errors);
     }
-    let mut table = CallerTable {
-        default: file.default.as_ref().map(|d| d.get_ref().clone()),
-        ..CallerTable::default()
-    };
+    let mut table =
+        CallerTable { default: file.default.as_ref().map(|d| d.get_ref().clone()), ..CallerTable::default() };
     for (name, caller) in &file.callers {
         let name_str = name.get_ref();
         if name_str.trim().is_empty() || name_str.chars().any(char::is_control) {
@@ -448,11 +391,7 @@ fn compile_callers(
                 "name callers with printable text, e.g. [callers.agent]",
             ));
         }
-        check_designation(
-            &caller.designation,
-            format!("caller \"{name_str}\": designation"),
-            errors,
-        );
+        check_designation(&caller.designation, format!("caller \"{name_str}\": designation"), errors);
         for uid in &caller.uids {
             let uid_value = *uid.get_ref();
             if let Some(other) = table.by_uid.get(&uid_value) {
@@ -488,26 +427,18 @@ fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<A
             Ok(_) => redact.push(pattern.get_ref().clone()),
             Err(e) => {
                 let detail = match &e {
-                    regex::Error::Syntax(text) => {
-                        text.lines().last().unwrap_or(text).trim().to_string()
-                    }
+                    regex::Error::Syntax(text) => text.lines().last().unwrap_or(text).trim().to_string(),
                     other => other.to_string(),
                 };
                 errors.push(source.error_at(
                     pattern.span(),
-                    format!(
-                        "redact pattern {:?} is not a valid regex: {detail}",
-                        pattern.get_ref()
-                    ),
+                    format!("redact pattern {:?} is not a valid regex: {detail}", pattern.get_ref()),
                     "fix the regular expression (Rust regex syntax, https://docs.rs/regex/#syntax)",
                 ));
             }
         }
     }
-    Some(AuditSettings {
-        fsync: file.fsync,
-        redact,
-    })
+    Some(AuditSettings { fsync: file.fsync, redact })
 }
 
 /// A TOML value as JSON. Datetimes and non-finite floats have no JSON form.
@@ -515,18 +446,14 @@ fn toml_to_json(value: &toml::Value) -> Result<Value, String> {
     Ok(match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{f} has no JSON form"))?,
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map(Value::Number).ok_or_else(|| format!("{f} has no JSON form"))?
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => {
-            return Err(format!(
-                "datetime {d} has no JSON form; quote it as a string"
-            ));
+            return Err(format!("datetime {d} has no JSON form; quote it as a string"));
         }
-        toml::Value::Array(items) => {
-            Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?)
-        }
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?),
         toml::Value::Table(table) => table_to_json(table)?,
     })
 }
@@ -564,11 +491,7 @@ fn span_of_path(source: &SourceFile, path: &[String]) -> Option<Range<usize>> {
 
 /// A JSON pointer (`/a/b~1c`) as its parts.
 fn pointer_parts(pointer: &str) -> Vec<String> {
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|p| p.replace("~1", "/").replace("~0", "~"))
-        .collect()
+    pointer.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~")).collect()
 }
 
 /// Compiles one tool file. Returns the tool and the span of its `name` when the parts that
@@ -580,12 +503,8 @@ fn compile_tool(
     errors: &mut Vec<PolicyError>,
 ) -> Option<(ToolPolicy, Range<usize>)> {
     let file: ToolFile = parse(source, errors)?;
-    let stem = source
-        .rel
-        .strip_prefix("tools/")
-        .and_then(|n| n.strip_suffix(".toml"))
-        .unwrap_or(&source.rel)
-        .to_string();
+    let stem =
+        source.rel.strip_prefix("tools/").and_then(|n| n.strip_suffix(".toml")).unwrap_or(&source.rel).to_string();
 
     let name = file.name.get_ref();
     if !is_tool_name(name) {
@@ -606,17 +525,12 @@ fn compile_tool(
     require_text(source, &file.justification, "justification", errors);
 
     // Categories.
-    let known: Vec<&str> = categories
-        .map(|c| c.keys().map(String::as_str).collect())
-        .unwrap_or_default();
+    let known: Vec<&str> = categories.map(|c| c.keys().map(String::as_str).collect()).unwrap_or_default();
     if file.categories.get_ref().is_empty() {
         errors.push(source.error_at(
             file.categories.span(),
             "a tool needs at least one category",
-            format!(
-                "list the risk categories the tool belongs to, from: {}",
-                list_or_none(&known)
-            ),
+            format!("list the risk categories the tool belongs to, from: {}", list_or_none(&known)),
         ));
     }
     let mut tool_categories: Vec<String> = Vec::new();
@@ -626,10 +540,7 @@ fn compile_tool(
             errors.push(source.error_at(
                 category.span(),
                 format!("unknown category \"{c}\""),
-                format!(
-                    "use one of the categories declared in designations.toml: {}",
-                    list_or_none(&known)
-                ),
+                format!("use one of the categories declared in designations.toml: {}", list_or_none(&known)),
             ));
         } else if tool_categories.contains(c) {
             errors.push(source.error_at(
@@ -658,10 +569,7 @@ fn compile_tool(
 
     // Backend: the module must exist and have the pinned sha256.
     let pinned = file.backend.sha256.get_ref();
-    let pinned_ok = pinned.len() == 64
-        && pinned
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let pinned_ok = pinned.len() == 64 && pinned.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
     if !pinned_ok {
         errors.push(source.error_at(
             file.backend.sha256.span(),
@@ -676,10 +584,7 @@ fn compile_tool(
             if pinned_ok && actual != *pinned {
                 errors.push(source.error_at(
                     file.backend.sha256.span(),
-                    format!(
-                        "the sha256 of {} is {actual}, but the policy pins {pinned}",
-                        module_path.display()
-                    ),
+                    format!("the sha256 of {} is {actual}, but the policy pins {pinned}", module_path.display()),
                     format!("if the module change is intended, pin it: sha256 = \"{actual}\""),
                 ));
             }
@@ -689,10 +594,7 @@ fn compile_tool(
             errors.push(source.error_at(
                 file.backend.wasm.span(),
                 format!("module file {} cannot be read: {e}", module_path.display()),
-                format!(
-                    "build the module, or fix `wasm` (it is relative to the policy directory {})",
-                    root.display()
-                ),
+                format!("build the module, or fix `wasm` (it is relative to the policy directory {})", root.display()),
             ));
             None
         }
@@ -715,14 +617,11 @@ fn compile_tool(
     let mut properties: Vec<String> = Vec::new();
     if let Some(schema) = &schema {
         if schema.get("type") != Some(&Value::String("object".into())) {
-            errors.push(
-                source.error_at(
-                    span_of_path(source, &["input".into(), "type".into()])
-                        .unwrap_or(input_span.clone()),
-                    "[input] is not an object schema",
-                    "set type = \"object\" in [input]: a tool's arguments are a JSON object",
-                ),
-            );
+            errors.push(source.error_at(
+                span_of_path(source, &["input".into(), "type".into()]).unwrap_or(input_span.clone()),
+                "[input] is not an object schema",
+                "set type = \"object\" in [input]: a tool's arguments are a JSON object",
+            ));
         }
         if let Some(Value::Object(props)) = schema.get("properties") {
             properties = props.keys().cloned().collect();
@@ -748,11 +647,9 @@ fn compile_tool(
 
     // Invoke: placeholders must parse and name properties of the input.
     let mut invocation = Some(Invocation::default());
-    let placeholder_help = "placeholders are {name}, {name?TEXT} (a flag) or {name} inside text; write {{ and }} for literal braces";
-    let check_names = |span: Range<usize>,
-                       names: Vec<&str>,
-                       errors: &mut Vec<PolicyError>|
-     -> bool {
+    let placeholder_help =
+        "placeholders are {name}, {name?TEXT} (a flag) or {name} inside text; write {{ and }} for literal braces";
+    let check_names = |span: Range<usize>, names: Vec<&str>, errors: &mut Vec<PolicyError>| -> bool {
         let mut ok = true;
         for n in names {
             if !properties.iter().any(|p| p == n) {
@@ -782,11 +679,7 @@ fn compile_tool(
             }
             Err(e) => {
                 invocation = None;
-                errors.push(source.error_at(
-                    element.span(),
-                    format!("invoke.args: {e}"),
-                    placeholder_help,
-                ));
+                errors.push(source.error_at(element.span(), format!("invoke.args: {e}"), placeholder_help));
             }
         }
     }
@@ -813,10 +706,9 @@ fn compile_tool(
 
     // Files.
     let mut files = FileGrants::default();
-    for (list, entries, out) in [
-        ("read", &file.files.read, &mut files.read),
-        ("write", &file.files.write, &mut files.write),
-    ] {
+    for (list, entries, out) in
+        [("read", &file.files.read, &mut files.read), ("write", &file.files.write, &mut files.write)]
+    {
         for entry in entries {
             match WorkspacePath::parse(entry.get_ref()) {
                 Ok(path) => {
@@ -863,44 +755,18 @@ fn compile_tool(
             ));
             continue;
         }
-        env.set
-            .insert(name.get_ref().clone(), value.get_ref().clone());
+        env.set.insert(name.get_ref().clone(), value.get_ref().clone());
     }
 
     // Limits.
     let mut limits = Limits::default();
     for (key, value, max, slot) in [
-        (
-            "wall_ms",
-            &file.limits.wall_ms,
-            MAX_WALL_MS,
-            &mut limits.wall_ms,
-        ),
+        ("wall_ms", &file.limits.wall_ms, MAX_WALL_MS, &mut limits.wall_ms),
         ("fuel", &file.limits.fuel, MAX_FUEL, &mut limits.fuel),
-        (
-            "memory_mib",
-            &file.limits.memory_mib,
-            MAX_MEMORY_MIB,
-            &mut limits.memory_mib,
-        ),
-        (
-            "output_bytes",
-            &file.limits.output_bytes,
-            MAX_OUTPUT_BYTES,
-            &mut limits.output_bytes,
-        ),
-        (
-            "table_elements",
-            &file.limits.table_elements,
-            MAX_TABLE_ELEMENTS,
-            &mut limits.table_elements,
-        ),
-        (
-            "instances",
-            &file.limits.instances,
-            MAX_INSTANCES,
-            &mut limits.instances,
-        ),
+        ("memory_mib", &file.limits.memory_mib, MAX_MEMORY_MIB, &mut limits.memory_mib),
+        ("output_bytes", &file.limits.output_bytes, MAX_OUTPUT_BYTES, &mut limits.output_bytes),
+        ("table_elements", &file.limits.table_elements, MAX_TABLE_ELEMENTS, &mut limits.table_elements),
+        ("instances", &file.limits.instances, MAX_INSTANCES, &mut limits.instances),
     ] {
         let Some(value) = value else { continue };
         let v = *value.get_ref();
@@ -931,10 +797,7 @@ fn compile_tool(
         justification: file.justification.get_ref().clone(),
         categories: tool_categories,
         network,
-        program: Program::Wasm {
-            module: module.unwrap_or(module_path),
-            sha256: pinned.clone(),
-        },
+        program: Program::Wasm { module: module.unwrap_or(module_path), sha256: pinned.clone() },
         input_schema: schema,
         validator,
         invocation,
@@ -955,28 +818,16 @@ fn compile_tool(
 fn env_name_error(source: &SourceFile, name: &Spanned<String>) -> PolicyError {
     source.error_at(
         name.span(),
-        format!(
-            "\"{}\" is not a valid environment variable name",
-            name.get_ref()
-        ),
+        format!("\"{}\" is not a valid environment variable name", name.get_ref()),
         "use letters, digits and `_`, not starting with a digit (e.g. LANG, LC_ALL)",
     )
 }
 
-fn schema_error(
-    source: &SourceFile,
-    input_span: &Range<usize>,
-    at: &str,
-    message: &str,
-) -> PolicyError {
+fn schema_error(source: &SourceFile, input_span: &Range<usize>, at: &str, message: &str) -> PolicyError {
     let mut path = vec!["input".to_string()];
     path.extend(pointer_parts(at));
     let span = span_of_path(source, &path).unwrap_or(input_span.clone());
-    let at = if at.is_empty() {
-        "[input]".to_string()
-    } else {
-        format!("[input]{at}")
-    };
+    let at = if at.is_empty() { "[input]".to_string() } else { format!("[input]{at}") };
     source.error_at(
         span,
         format!("invalid input schema at {at}: {message}"),
@@ -1006,11 +857,7 @@ fn check_tool_example(
     let result: Result<Vec<String>, String> = tool
         .check_arguments(&arguments)
         .map_err(|errors| errors.join("; "))
-        .and_then(|args| {
-            tool.render(&args)
-                .map(|(argv, _)| argv)
-                .map_err(|e| e.to_string())
-        });
+        .and_then(|args| tool.render(&args).map(|(argv, _)| argv).map_err(|e| e.to_string()));
     match (&body.args, &body.deny, result) {
         (Some(_), Some(_), _) | (None, None, _) => at(
             format!("example {number} needs exactly one of `args` or `deny`"),
@@ -1022,9 +869,7 @@ fn check_tool_example(
             "fix [invoke].args, or the example's `args` if the new argv is right",
         ),
         (Some(expected), None, Err(reason)) => at(
-            format!(
-                "example {number}: expected args {expected:?} but the arguments were denied: {reason}"
-            ),
+            format!("example {number}: expected args {expected:?} but the arguments were denied: {reason}"),
             "fix the [input] schema, or the example's arguments",
         ),
         (None, Some(expected), Ok(got)) => at(
@@ -1035,9 +880,7 @@ fn check_tool_example(
         ),
         (None, Some(expected), Err(reason)) if reason.contains(expected.as_str()) => None,
         (None, Some(expected), Err(reason)) => at(
-            format!(
-                "example {number}: expected a denial containing {expected:?} but got: {reason}"
-            ),
+            format!("example {number}: expected a denial containing {expected:?} but got: {reason}"),
             "set `deny` to a substring of the actual reason",
         ),
     }
@@ -1052,16 +895,7 @@ mod tests {
         for ok in ["pypi.org:443", "127.0.0.1:8080", "[::1]:80", "localhost:1"] {
             assert!(is_host_port(ok), "{ok}");
         }
-        for bad in [
-            "pypi.org",
-            "pypi.org:0",
-            "pypi.org:70000",
-            ":443",
-            "*.x.org:443",
-            "a b:1",
-            "[zz]:1",
-            "x:-1",
-        ] {
+        for bad in ["pypi.org", "pypi.org:0", "pypi.org:70000", ":443", "*.x.org:443", "a b:1", "[zz]:1", "x:-1"] {
             assert!(!is_host_port(bad), "{bad}");
         }
     }
@@ -1069,9 +903,7 @@ mod tests {
     #[test]
     fn env_names_are_posix_portable() {
         assert!(is_env_name("LANG") && is_env_name("_X1") && is_env_name("lc_all"));
-        assert!(
-            !is_env_name("1X") && !is_env_name("A-B") && !is_env_name("") && !is_env_name("A=B")
-        );
+        assert!(!is_env_name("1X") && !is_env_name("A-B") && !is_env_name("") && !is_env_name("A=B"));
     }
 
     #[test]
@@ -1086,10 +918,7 @@ mod tests {
 
     #[test]
     fn pointer_parts_unescape() {
-        assert_eq!(
-            pointer_parts("/properties/a~1b/type"),
-            vec!["properties", "a/b", "type"]
-        );
+        assert_eq!(pointer_parts("/properties/a~1b/type"), vec!["properties", "a/b", "type"]);
         assert!(pointer_parts("").is_empty());
     }
 }

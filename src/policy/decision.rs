@@ -73,16 +73,8 @@ pub struct CategoryVerdict {
 
 impl Designation {
     /// A designation from its validated parts.
-    pub(crate) fn new(
-        name: String,
-        justification: String,
-        rules: BTreeMap<String, Decision>,
-    ) -> Self {
-        Designation {
-            name,
-            justification,
-            rules,
-        }
+    pub(crate) fn new(name: String, justification: String, rules: BTreeMap<String, Decision>) -> Self {
+        Designation { name, justification, rules }
     }
 
     /// The designation's name.
@@ -103,11 +95,7 @@ impl Designation {
 
     /// The categories listed with `decision`, sorted.
     pub fn categories_with(&self, decision: Decision) -> Vec<&str> {
-        self.rules
-            .iter()
-            .filter(|(_, d)| **d == decision)
-            .map(|(c, _)| c.as_str())
-            .collect()
+        self.rules.iter().filter(|(_, d)| **d == decision).map(|(c, _)| c.as_str()).collect()
     }
 
     /// Decides a tool with these categories: the strictest rule over them, an unlisted
@@ -121,14 +109,8 @@ impl Designation {
             let rule = self.rule_for(category);
             let this = rule.unwrap_or(Decision::Deny);
             per_category.push(match rule {
-                Some(d) => format!(
-                    "category \"{category}\": {d} (designation \"{}\")",
-                    self.name
-                ),
-                None => format!(
-                    "category \"{category}\": deny (designation \"{}\" does not list it)",
-                    self.name
-                ),
+                Some(d) => format!("category \"{category}\": {d} (designation \"{}\")", self.name),
+                None => format!("category \"{category}\": deny (designation \"{}\" does not list it)", self.name),
             });
             if decision.is_none_or(|d| this > d) {
                 decision = Some(this);
@@ -141,9 +123,9 @@ impl Designation {
             (None, _) => format!(
                 "designations.toml: designation \"{name}\" cannot decide a tool with no categories (no match is deny)"
             ),
-            (Some(c), None) => format!(
-                "designations.toml: designation \"{name}\" does not list category \"{c}\" (unlisted is deny)"
-            ),
+            (Some(c), None) => {
+                format!("designations.toml: designation \"{name}\" does not list category \"{c}\" (unlisted is deny)")
+            }
             (Some(c), Some(Decision::Deny)) => {
                 format!("designations.toml: designation \"{name}\" denies category \"{c}\"")
             }
@@ -158,12 +140,7 @@ impl Designation {
                 )
             }
         };
-        CategoryVerdict {
-            decision,
-            category: deciding.map(str::to_string),
-            per_category,
-            rule,
-        }
+        CategoryVerdict { decision, category: deciding.map(str::to_string), per_category, rule }
     }
 }
 
@@ -188,10 +165,7 @@ mod tests {
     fn decisions_are_ordered_by_strictness() {
         assert!(Decision::Allow < Decision::NeedsApproval);
         assert!(Decision::NeedsApproval < Decision::Deny);
-        assert_eq!(
-            Decision::strictest([Decision::Allow, Decision::NeedsApproval]),
-            Decision::NeedsApproval
-        );
+        assert_eq!(Decision::strictest([Decision::Allow, Decision::NeedsApproval]), Decision::NeedsApproval);
         assert_eq!(Decision::strictest([]), Decision::Deny);
     }
 
@@ -200,10 +174,7 @@ mod tests {
         let d = standard();
         let v = d.decide(&["read", "write"]);
         assert_eq!(v.decision, Decision::Allow);
-        assert!(
-            v.rule
-                .contains("allows every category of the tool (read, write)")
-        );
+        assert!(v.rule.contains("allows every category of the tool (read, write)"));
 
         let v = d.decide(&["read", "deploy"]);
         assert_eq!(v.decision, Decision::NeedsApproval);
@@ -211,10 +182,7 @@ mod tests {
 
         let v = d.decide(&["deploy", "secrets", "read"]);
         assert_eq!(v.decision, Decision::Deny);
-        assert_eq!(
-            v.rule,
-            "designations.toml: designation \"standard\" denies category \"secrets\""
-        );
+        assert_eq!(v.rule, "designations.toml: designation \"standard\" denies category \"secrets\"");
     }
 
     #[test]

@@ -29,15 +29,7 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}\n  help: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message,
-            self.help
-        )
+        write!(f, "{}:{}:{}: {}\n  help: {}", self.file.display(), self.line, self.column, self.message, self.help)
     }
 }
 
@@ -59,11 +51,7 @@ impl fmt::Display for PolicyErrors {
         for error in &self.0 {
             writeln!(f, "{error}")?;
         }
-        write!(
-            f,
-            "{} policy error(s); the policy was not loaded",
-            self.0.len()
-        )
+        write!(f, "{} policy error(s); the policy was not loaded", self.0.len())
     }
 }
 
@@ -95,20 +83,9 @@ impl SourceFile {
     }
 
     /// An error at the start of `span`.
-    pub fn error_at(
-        &self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        help: impl Into<String>,
-    ) -> PolicyError {
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) -> PolicyError {
         let (line, column) = self.position(span.start);
-        PolicyError {
-            file: self.path.clone(),
-            line,
-            column,
-            message: message.into(),
-            help: help.into(),
-        }
+        PolicyError { file: self.path.clone(), line, column, message: message.into(), help: help.into() }
     }
 
     /// An error about the whole file (line 1, column 1).
@@ -129,27 +106,13 @@ impl SourceFile {
 }
 
 /// An error about a whole file that may not even have been read.
-pub(crate) fn whole_file_error(
-    path: PathBuf,
-    message: impl Into<String>,
-    help: impl Into<String>,
-) -> PolicyError {
-    PolicyError {
-        file: path,
-        line: 1,
-        column: 1,
-        message: message.into(),
-        help: help.into(),
-    }
+pub(crate) fn whole_file_error(path: PathBuf, message: impl Into<String>, help: impl Into<String>) -> PolicyError {
+    PolicyError { file: path, line: 1, column: 1, message: message.into(), help: help.into() }
 }
 
 /// `a, b, c`, or `(none)`.
 pub(crate) fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
-        "(none)".to_string()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "(none)".to_string() } else { items.join(", ") }
 }
 
 /// The help line for a message from the TOML parser or from serde.
@@ -168,19 +131,13 @@ fn toml_help(message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         let (variant, expected) = split_expected(rest);
-        return format!(
-            "replace {variant} with one of: {}",
-            expected.unwrap_or_else(|| "(none)".to_string())
-        );
+        return format!("replace {variant} with one of: {}", expected.unwrap_or_else(|| "(none)".to_string()));
     }
     if let Some(field) = message.strip_prefix("missing field ") {
         return format!("add {field} here: it is required");
     }
     for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some((_, expected)) = message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split_once(", expected "))
-        {
+        if let Some((_, expected)) = message.strip_prefix(prefix).and_then(|rest| rest.split_once(", expected ")) {
             return format!("change the value to {}", plain_type(expected));
         }
     }
@@ -207,10 +164,7 @@ fn plain_type(expected: &str) -> &str {
 fn split_expected(rest: &str) -> (String, Option<String>) {
     match rest.split_once(", expected ") {
         Some((name, expected)) => {
-            let list = expected
-                .strip_prefix("one of ")
-                .unwrap_or(expected)
-                .replace(" or ", ", ");
+            let list = expected.strip_prefix("one of ").unwrap_or(expected).replace(" or ", ", ");
             (name.to_string(), Some(list))
         }
         None => {
@@ -225,11 +179,7 @@ mod tests {
     use super::*;
 
     fn source(text: &str) -> SourceFile {
-        SourceFile {
-            path: PathBuf::from("p/x.toml"),
-            rel: "x.toml".into(),
-            text: text.into(),
-        }
+        SourceFile { path: PathBuf::from("p/x.toml"), rel: "x.toml".into(), text: text.into() }
     }
 
     #[test]
@@ -263,10 +213,7 @@ mod tests {
     #[test]
     fn errors_display_lists_every_error_and_the_count() {
         let file = source("a\nb\n");
-        let errors = PolicyErrors(vec![
-            file.error_at(0..1, "first", "h1"),
-            file.error_at(2..3, "second", "h2"),
-        ]);
+        let errors = PolicyErrors(vec![file.error_at(0..1, "first", "h1"), file.error_at(2..3, "second", "h2")]);
         let text = errors.to_string();
         assert!(text.contains("p/x.toml:1:1: first\n  help: h1"));
         assert!(text.contains("p/x.toml:2:1: second\n  help: h2"));

@@ -99,13 +99,7 @@ impl PolicySet {
     /// Evaluates one call. Never fails: anything that goes wrong is a denial with the
     /// reason. Reads the file system only to resolve `workspace` and the granted paths in
     /// it, and the process environment for `env.pass`.
-    pub fn evaluate(
-        &self,
-        caller: &str,
-        tool: &str,
-        arguments: &Value,
-        workspace: &Path,
-    ) -> Evaluation {
+    pub fn evaluate(&self, caller: &str, tool: &str, arguments: &Value, workspace: &Path) -> Evaluation {
         let evaluation = Evaluation {
             decision: Decision::Deny,
             rule: String::new(),
@@ -127,12 +121,7 @@ impl PolicySet {
 
     /// [`PolicySet::evaluate`] for a [`CallRequest`].
     pub fn evaluate_request(&self, request: &CallRequest) -> Evaluation {
-        self.evaluate(
-            &request.caller,
-            &request.tool,
-            &request.arguments,
-            &request.workspace,
-        )
+        self.evaluate(&request.caller, &request.tool, &request.arguments, &request.workspace)
     }
 
     fn evaluate_into(
@@ -158,10 +147,8 @@ impl PolicySet {
         evaluation.caller = resolved.clone().into();
         let Some(designation) = self.designations.get(&resolved.designation) else {
             // Load checks every designation callers.toml names; this is a second lock.
-            let rule = format!(
-                "callers.toml: designation \"{}\" is not declared in designations.toml",
-                resolved.designation
-            );
+            let rule =
+                format!("callers.toml: designation \"{}\" is not declared in designations.toml", resolved.designation);
             return evaluation.deny(rule, []);
         };
         let Some(tool_policy) = self.tools.get(tool) else {
@@ -227,10 +214,7 @@ impl PolicySet {
     /// The tools `caller` may call or ask approval for (every tool whose decision for it
     /// is not `Deny`), by name. Empty for a caller that is refused.
     pub fn tools_for(&self, caller: &str) -> Vec<ToolInfo> {
-        let Some(designation) = self
-            .resolve_caller(caller)
-            .and_then(|c| self.designations.get(&c.designation))
-        else {
+        let Some(designation) = self.resolve_caller(caller).and_then(|c| self.designations.get(&c.designation)) else {
             return Vec::new();
         };
         self.tools

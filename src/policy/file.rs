@@ -263,18 +263,8 @@ mod tests {
         let schema = tool_file_schema();
         assert_eq!(schema["additionalProperties"], serde_json::json!(false));
         let required = schema["required"].as_array().cloned().unwrap_or_default();
-        for field in [
-            "name",
-            "description",
-            "justification",
-            "categories",
-            "backend",
-            "input",
-        ] {
-            assert!(
-                required.contains(&serde_json::json!(field)),
-                "{field} not required"
-            );
+        for field in ["name", "description", "justification", "categories", "backend", "input"] {
+            assert!(required.contains(&serde_json::json!(field)), "{field} not required");
         }
     }
 

@@ -123,18 +123,9 @@ pub enum GrantError {
         "files.{list} \"{path}\" resolves to {resolved}, outside the workspace {workspace} \
          (a symlink pointing out?); remove the link or fix the grant"
     )]
-    Escapes {
-        list: &'static str,
-        path: String,
-        resolved: PathBuf,
-        workspace: PathBuf,
-    },
+    Escapes { list: &'static str, path: String, resolved: PathBuf, workspace: PathBuf },
     #[error("files.{list} \"{path}\" cannot be resolved in the workspace: {source}")]
-    Resolve {
-        list: &'static str,
-        path: String,
-        source: io::Error,
-    },
+    Resolve { list: &'static str, path: String, source: io::Error },
 }
 
 /// Why a path cannot be granted (a load error).
@@ -144,9 +135,7 @@ pub enum WorkspacePathError {
     Absolute(String),
     #[error("\"{0}\" contains `..`, which could leave the workspace")]
     ParentDir(String),
-    #[error(
-        "\"{0}\" starts with `~`; grants are relative to the call's workspace, not a home directory"
-    )]
+    #[error("\"{0}\" starts with `~`; grants are relative to the call's workspace, not a home directory")]
     Home(String),
     #[error("\"{0}\" is empty or has control characters")]
     Malformed(String),
@@ -193,11 +182,7 @@ impl WorkspacePath {
 
     /// How many components deep it is (0 for `.`); parents sort before children.
     fn depth(&self) -> usize {
-        if self.0 == "." {
-            0
-        } else {
-            self.0.split('/').count()
-        }
+        if self.0 == "." { 0 } else { self.0.split('/').count() }
     }
 }
 
@@ -221,14 +206,10 @@ pub struct ResolvedMounts {
 
 /// Canonicalises `workspace`, which must be an existing directory.
 pub fn canonical_workspace(workspace: &Path) -> Result<PathBuf, GrantError> {
-    let canonical = std::fs::canonicalize(workspace).map_err(|source| GrantError::Workspace {
-        path: workspace.to_path_buf(),
-        source,
-    })?;
+    let canonical = std::fs::canonicalize(workspace)
+        .map_err(|source| GrantError::Workspace { path: workspace.to_path_buf(), source })?;
     if !canonical.is_dir() {
-        return Err(GrantError::WorkspaceNotDirectory {
-            path: workspace.to_path_buf(),
-        });
+        return Err(GrantError::WorkspaceNotDirectory { path: workspace.to_path_buf() });
     }
     Ok(canonical)
 }
@@ -247,26 +228,17 @@ pub fn resolve_mounts(files: &FileGrants, workspace: &Path) -> Result<ResolvedMo
     let mut resolved = ResolvedMounts::default();
     for ((_, path), writable) in wanted {
         let list = if writable { "write" } else { "read" };
-        let joined = if path.as_str() == "." {
-            workspace.to_path_buf()
-        } else {
-            workspace.join(path.as_str())
-        };
+        let joined = if path.as_str() == "." { workspace.to_path_buf() } else { workspace.join(path.as_str()) };
         let host = match std::fs::canonicalize(&joined) {
             Ok(host) => host,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                resolved.notes.push(format!(
-                    "files.{list} \"{}\" does not exist in this workspace; not mounted",
-                    path.as_str()
-                ));
+                resolved
+                    .notes
+                    .push(format!("files.{list} \"{}\" does not exist in this workspace; not mounted", path.as_str()));
                 continue;
             }
             Err(source) => {
-                return Err(GrantError::Resolve {
-                    list,
-                    path: path.as_str().to_string(),
-                    source,
-                });
+                return Err(GrantError::Resolve { list, path: path.as_str().to_string(), source });
             }
         };
         if !host.starts_with(workspace) {
@@ -278,17 +250,12 @@ pub fn resolve_mounts(files: &FileGrants, workspace: &Path) -> Result<ResolvedMo
             });
         }
         if !host.is_dir() {
-            resolved.notes.push(format!(
-                "files.{list} \"{}\" is not a directory; only directories are mounted",
-                path.as_str()
-            ));
+            resolved
+                .notes
+                .push(format!("files.{list} \"{}\" is not a directory; only directories are mounted", path.as_str()));
             continue;
         }
-        resolved.mounts.push(Mount {
-            host,
-            guest: path.as_str().to_string(),
-            writable,
-        });
+        resolved.mounts.push(Mount { host, guest: path.as_str().to_string(), writable });
     }
     Ok(resolved)
 }
@@ -313,9 +280,7 @@ pub fn resolve_env(env: &EnvGrants) -> (BTreeMap<String, String>, Vec<String>) {
                 out.insert(name.clone(), value);
             }
             Err(std::env::VarError::NotPresent) => {
-                notes.push(format!(
-                    "env.pass {name} is not set in airlock's environment; not passed"
-                ));
+                notes.push(format!("env.pass {name} is not set in airlock's environment; not passed"));
             }
             Err(std::env::VarError::NotUnicode(_)) => {
                 notes.push(format!("env.pass {name} is not valid UTF-8; not passed"));
@@ -336,45 +301,18 @@ mod tests {
     fn workspace_path_normalises_and_rejects_escapes() {
         assert_eq!(WorkspacePath::parse(".").map(|p| p.0), Ok(".".to_string()));
         assert_eq!(WorkspacePath::parse("./").map(|p| p.0), Ok(".".to_string()));
-        assert_eq!(
-            WorkspacePath::parse("./out/").map(|p| p.0),
-            Ok("out".to_string())
-        );
-        assert_eq!(
-            WorkspacePath::parse("a/./b").map(|p| p.0),
-            Ok("a/b".to_string())
-        );
-        assert!(matches!(
-            WorkspacePath::parse("/etc"),
-            Err(WorkspacePathError::Absolute(_))
-        ));
-        assert!(matches!(
-            WorkspacePath::parse("a/../b"),
-            Err(WorkspacePathError::ParentDir(_))
-        ));
-        assert!(matches!(
-            WorkspacePath::parse(".."),
-            Err(WorkspacePathError::ParentDir(_))
-        ));
-        assert!(matches!(
-            WorkspacePath::parse("~/x"),
-            Err(WorkspacePathError::Home(_))
-        ));
-        assert!(matches!(
-            WorkspacePath::parse(""),
-            Err(WorkspacePathError::Malformed(_))
-        ));
+        assert_eq!(WorkspacePath::parse("./out/").map(|p| p.0), Ok("out".to_string()));
+        assert_eq!(WorkspacePath::parse("a/./b").map(|p| p.0), Ok("a/b".to_string()));
+        assert!(matches!(WorkspacePath::parse("/etc"), Err(WorkspacePathError::Absolute(_))));
+        assert!(matches!(WorkspacePath::parse("a/../b"), Err(WorkspacePathError::ParentDir(_))));
+        assert!(matches!(WorkspacePath::parse(".."), Err(WorkspacePathError::ParentDir(_))));
+        assert!(matches!(WorkspacePath::parse("~/x"), Err(WorkspacePathError::Home(_))));
+        assert!(matches!(WorkspacePath::parse(""), Err(WorkspacePathError::Malformed(_))));
     }
 
     #[test]
     fn grant_new_is_deny_all() {
-        let grant = Grant::new(
-            "t",
-            Program::Wasm {
-                module: PathBuf::from("/m.wasm"),
-                sha256: String::new(),
-            },
-        );
+        let grant = Grant::new("t", Program::Wasm { module: PathBuf::from("/m.wasm"), sha256: String::new() });
         assert!(grant.args.is_empty() && grant.stdin.is_empty() && grant.mounts.is_empty());
         assert!(grant.env.is_empty() && grant.network.is_empty());
         assert_eq!(grant.limits, Limits::default());

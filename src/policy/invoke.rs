@@ -35,14 +35,8 @@ pub enum InvokeError {
     #[error("`{element}`: stdin must be exactly one placeholder `{{name}}`")]
     StdinNotPlaceholder { element: String },
     #[error("argument `{name}` is {kind}; `{element}` takes only a string, number or bool")]
-    NotScalar {
-        name: String,
-        kind: &'static str,
-        element: String,
-    },
-    #[error(
-        "argument `{name}` has an item that is {kind}; array items must be strings, numbers or bools"
-    )]
+    NotScalar { name: String, kind: &'static str, element: String },
+    #[error("argument `{name}` has an item that is {kind}; array items must be strings, numbers or bools")]
     NotScalarItem { name: String, kind: &'static str },
 }
 
@@ -94,9 +88,7 @@ fn scan(element: &str) -> Result<Vec<Raw>, InvokeError> {
                 text.push('}');
             }
             '}' => {
-                return Err(InvokeError::StrayClosingBrace {
-                    element: element.to_string(),
-                });
+                return Err(InvokeError::StrayClosingBrace { element: element.to_string() });
             }
             '{' => {
                 let mut inner = String::new();
@@ -109,28 +101,17 @@ fn scan(element: &str) -> Result<Vec<Raw>, InvokeError> {
                     inner.push(c);
                 }
                 if !closed {
-                    return Err(InvokeError::UnclosedBrace {
-                        element: element.to_string(),
-                    });
+                    return Err(InvokeError::UnclosedBrace { element: element.to_string() });
                 }
                 if inner.is_empty() {
-                    return Err(InvokeError::EmptyPlaceholder {
-                        element: element.to_string(),
-                    });
+                    return Err(InvokeError::EmptyPlaceholder { element: element.to_string() });
                 }
                 let (name, flag) = match inner.split_once('?') {
                     Some((name, text)) => (name.to_string(), Some(text.to_string())),
                     None => (inner.clone(), None),
                 };
-                if !is_argument_name(&name)
-                    || flag
-                        .as_deref()
-                        .is_some_and(|t| t.is_empty() || t.contains('{'))
-                {
-                    return Err(InvokeError::BadName {
-                        element: element.to_string(),
-                        inner,
-                    });
+                if !is_argument_name(&name) || flag.as_deref().is_some_and(|t| t.is_empty() || t.contains('{')) {
+                    return Err(InvokeError::BadName { element: element.to_string(), inner });
                 }
                 if !text.is_empty() {
                     out.push(Raw::Text(std::mem::take(&mut text)));
@@ -153,15 +134,7 @@ impl ArgTemplate {
         match raw.as_slice() {
             [] => Ok(ArgTemplate::Literal(String::new())),
             [Raw::Arg { name, flag: None }] => Ok(ArgTemplate::Whole(name.clone())),
-            [
-                Raw::Arg {
-                    name,
-                    flag: Some(text),
-                },
-            ] => Ok(ArgTemplate::Flag {
-                name: name.clone(),
-                text: text.clone(),
-            }),
+            [Raw::Arg { name, flag: Some(text) }] => Ok(ArgTemplate::Flag { name: name.clone(), text: text.clone() }),
             _ => {
                 let mut pieces = Vec::new();
                 for piece in raw {
@@ -169,19 +142,14 @@ impl ArgTemplate {
                         Raw::Text(text) => pieces.push(Piece::Text(text)),
                         Raw::Arg { name, flag: None } => pieces.push(Piece::Arg(name)),
                         Raw::Arg { flag: Some(_), .. } => {
-                            return Err(InvokeError::FlagNotWhole {
-                                element: element.to_string(),
-                            });
+                            return Err(InvokeError::FlagNotWhole { element: element.to_string() });
                         }
                     }
                 }
                 if let [Piece::Text(text)] = pieces.as_slice() {
                     return Ok(ArgTemplate::Literal(text.clone()));
                 }
-                Ok(ArgTemplate::Embedded {
-                    source: element.to_string(),
-                    pieces,
-                })
+                Ok(ArgTemplate::Embedded { source: element.to_string(), pieces })
             }
         }
     }
@@ -202,11 +170,7 @@ impl ArgTemplate {
     }
 
     /// Appends this element's rendering to `argv` (nothing when it is dropped).
-    fn render(
-        &self,
-        arguments: &Map<String, Value>,
-        argv: &mut Vec<String>,
-    ) -> Result<(), InvokeError> {
+    fn render(&self, arguments: &Map<String, Value>, argv: &mut Vec<String>) -> Result<(), InvokeError> {
         match self {
             ArgTemplate::Literal(text) => argv.push(text.clone()),
             ArgTemplate::Whole(name) => match arguments.get(name) {
@@ -216,10 +180,7 @@ impl ArgTemplate {
                         match scalar_text(item) {
                             Some(text) => argv.push(text),
                             None => {
-                                return Err(InvokeError::NotScalarItem {
-                                    name: name.clone(),
-                                    kind: kind_of(item),
-                                });
+                                return Err(InvokeError::NotScalarItem { name: name.clone(), kind: kind_of(item) });
                             }
                         }
                     }
@@ -297,9 +258,7 @@ impl StdinTemplate {
     pub fn parse(element: &str) -> Result<StdinTemplate, InvokeError> {
         match ArgTemplate::parse(element)? {
             ArgTemplate::Whole(name) => Ok(StdinTemplate(name)),
-            _ => Err(InvokeError::StdinNotPlaceholder {
-                element: element.to_string(),
-            }),
+            _ => Err(InvokeError::StdinNotPlaceholder { element: element.to_string() }),
         }
     }
 }
@@ -342,11 +301,7 @@ mod tests {
 
     fn invocation(args: &[&str]) -> Invocation {
         Invocation {
-            args: args
-                .iter()
-                .map(|a| ArgTemplate::parse(a))
-                .collect::<Result<_, _>>()
-                .unwrap_or_default(),
+            args: args.iter().map(|a| ArgTemplate::parse(a)).collect::<Result<_, _>>().unwrap_or_default(),
             stdin: None,
         }
     }
@@ -358,92 +313,44 @@ mod tests {
 
     #[test]
     fn parse_recognises_the_four_forms() {
-        assert_eq!(
-            ArgTemplate::parse("{a}"),
-            Ok(ArgTemplate::Whole("a".into()))
-        );
+        assert_eq!(ArgTemplate::parse("{a}"), Ok(ArgTemplate::Whole("a".into())));
         assert_eq!(
             ArgTemplate::parse("{v?--verbose}"),
-            Ok(ArgTemplate::Flag {
-                name: "v".into(),
-                text: "--verbose".into()
-            })
+            Ok(ArgTemplate::Flag { name: "v".into(), text: "--verbose".into() })
         );
-        assert_eq!(
-            ArgTemplate::parse("--k={key}").map(|t| t.names().len()),
-            Ok(1)
-        );
-        assert_eq!(
-            ArgTemplate::parse("{{a}}"),
-            Ok(ArgTemplate::Literal("{a}".into()))
-        );
-        assert_eq!(
-            ArgTemplate::parse("--"),
-            Ok(ArgTemplate::Literal("--".into()))
-        );
+        assert_eq!(ArgTemplate::parse("--k={key}").map(|t| t.names().len()), Ok(1));
+        assert_eq!(ArgTemplate::parse("{{a}}"), Ok(ArgTemplate::Literal("{a}".into())));
+        assert_eq!(ArgTemplate::parse("--"), Ok(ArgTemplate::Literal("--".into())));
     }
 
     #[test]
     fn parse_rejects_malformed_braces() {
-        assert!(matches!(
-            ArgTemplate::parse("{a"),
-            Err(InvokeError::UnclosedBrace { .. })
-        ));
-        assert!(matches!(
-            ArgTemplate::parse("a}"),
-            Err(InvokeError::StrayClosingBrace { .. })
-        ));
-        assert!(matches!(
-            ArgTemplate::parse("{}"),
-            Err(InvokeError::EmptyPlaceholder { .. })
-        ));
-        assert!(matches!(
-            ArgTemplate::parse("{a b}"),
-            Err(InvokeError::BadName { .. })
-        ));
-        assert!(matches!(
-            ArgTemplate::parse("x{v?y}"),
-            Err(InvokeError::FlagNotWhole { .. })
-        ));
-        assert!(matches!(
-            StdinTemplate::parse("x{a}"),
-            Err(InvokeError::StdinNotPlaceholder { .. })
-        ));
+        assert!(matches!(ArgTemplate::parse("{a"), Err(InvokeError::UnclosedBrace { .. })));
+        assert!(matches!(ArgTemplate::parse("a}"), Err(InvokeError::StrayClosingBrace { .. })));
+        assert!(matches!(ArgTemplate::parse("{}"), Err(InvokeError::EmptyPlaceholder { .. })));
+        assert!(matches!(ArgTemplate::parse("{a b}"), Err(InvokeError::BadName { .. })));
+        assert!(matches!(ArgTemplate::parse("x{v?y}"), Err(InvokeError::FlagNotWhole { .. })));
+        assert!(matches!(StdinTemplate::parse("x{a}"), Err(InvokeError::StdinNotPlaceholder { .. })));
     }
 
     #[test]
     fn whole_placeholder_renders_scalars_arrays_and_drops_absent() {
-        assert_eq!(
-            argv(&["{a}"], json!({"a": "x y"})),
-            Ok(vec!["x y".to_string()])
-        );
+        assert_eq!(argv(&["{a}"], json!({"a": "x y"})), Ok(vec!["x y".to_string()]));
         assert_eq!(argv(&["{a}"], json!({"a": 5})), Ok(vec!["5".to_string()]));
-        assert_eq!(
-            argv(&["{a}"], json!({"a": false})),
-            Ok(vec!["false".to_string()])
-        );
+        assert_eq!(argv(&["{a}"], json!({"a": false})), Ok(vec!["false".to_string()]));
         assert_eq!(
             argv(&["{a}"], json!({"a": ["p", 1, true]})),
             Ok(vec!["p".to_string(), "1".to_string(), "true".to_string()])
         );
         assert_eq!(argv(&["-", "{a}"], json!({})), Ok(vec!["-".to_string()]));
         assert_eq!(argv(&["{a}"], json!({"a": null})), Ok(vec![]));
-        assert!(matches!(
-            argv(&["{a}"], json!({"a": {"x": 1}})),
-            Err(InvokeError::NotScalar { .. })
-        ));
-        assert!(matches!(
-            argv(&["{a}"], json!({"a": [[1]]})),
-            Err(InvokeError::NotScalarItem { .. })
-        ));
+        assert!(matches!(argv(&["{a}"], json!({"a": {"x": 1}})), Err(InvokeError::NotScalar { .. })));
+        assert!(matches!(argv(&["{a}"], json!({"a": [[1]]})), Err(InvokeError::NotScalarItem { .. })));
     }
 
     #[test]
     fn flag_placeholder_renders_only_for_true() {
-        assert_eq!(
-            argv(&["{v?-v}"], json!({"v": true})),
-            Ok(vec!["-v".to_string()])
-        );
+        assert_eq!(argv(&["{v?-v}"], json!({"v": true})), Ok(vec!["-v".to_string()]));
         assert_eq!(argv(&["{v?-v}"], json!({"v": false})), Ok(vec![]));
         assert_eq!(argv(&["{v?-v}"], json!({"v": "true"})), Ok(vec![]));
         assert_eq!(argv(&["{v?-v}"], json!({})), Ok(vec![]));
@@ -451,23 +358,14 @@ mod tests {
 
     #[test]
     fn embedded_placeholder_substitutes_and_drops_when_any_is_absent() {
-        assert_eq!(
-            argv(&["--{k}={v}"], json!({"k": "key", "v": 3})),
-            Ok(vec!["--key=3".to_string()])
-        );
+        assert_eq!(argv(&["--{k}={v}"], json!({"k": "key", "v": 3})), Ok(vec!["--key=3".to_string()]));
         assert_eq!(argv(&["--{k}={v}"], json!({"k": "key"})), Ok(vec![]));
-        assert!(matches!(
-            argv(&["--k={k}"], json!({"k": [1]})),
-            Err(InvokeError::NotScalar { .. })
-        ));
+        assert!(matches!(argv(&["--k={k}"], json!({"k": [1]})), Err(InvokeError::NotScalar { .. })));
     }
 
     #[test]
     fn stdin_is_string_as_is_other_json_compact_absent_empty() {
-        let invocation = Invocation {
-            args: Vec::new(),
-            stdin: StdinTemplate::parse("{d}").ok(),
-        };
+        let invocation = Invocation { args: Vec::new(), stdin: StdinTemplate::parse("{d}").ok() };
         let of = |v: Value| invocation.stdin(v.as_object().unwrap_or(&Map::new()));
         assert_eq!(of(json!({"d": "a\nb"})), b"a\nb".to_vec());
         assert_eq!(of(json!({"d": {"x": [1, 2]}})), br#"{"x":[1,2]}"#.to_vec());

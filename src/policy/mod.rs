@@ -26,8 +26,7 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
 pub use grant::{
-    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath, sha256_hex,
-    WorkspacePathError,
+    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath, WorkspacePathError, sha256_hex,
 };
 pub use invoke::InvokeError;
 
@@ -300,14 +299,8 @@ impl ToolPolicy {
     }
 
     /// argv (after argv[0]) and stdin for arguments that passed [`ToolPolicy::check_arguments`].
-    pub fn render(
-        &self,
-        arguments: &Map<String, Value>,
-    ) -> Result<(Vec<String>, Vec<u8>), InvokeError> {
-        Ok((
-            self.invocation.argv(arguments)?,
-            self.invocation.stdin(arguments),
-        ))
+    pub fn render(&self, arguments: &Map<String, Value>) -> Result<(Vec<String>, Vec<u8>), InvokeError> {
+        Ok((self.invocation.argv(arguments)?, self.invocation.stdin(arguments)))
     }
 }
 

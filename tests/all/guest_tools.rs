@@ -60,16 +60,11 @@ fn policy_dir(root: &Path) -> PathBuf {
         let text = fs::read_to_string(&path).unwrap();
         let rewritten: String = text
             .lines()
-            .map(|line| {
-                match line
-                    .strip_prefix("wasm = \"")
-                    .and_then(|l| l.strip_suffix('"'))
-                {
-                    Some(rel) => {
-                        format!("wasm = {:?}\n", repo_policies.join(rel).to_string_lossy())
-                    }
-                    None => format!("{line}\n"),
+            .map(|line| match line.strip_prefix("wasm = \"").and_then(|l| l.strip_suffix('"')) {
+                Some(rel) => {
+                    format!("wasm = {:?}\n", repo_policies.join(rel).to_string_lossy())
                 }
+                None => format!("{line}\n"),
             })
             .collect();
         fs::write(dir.join("tools").join(path.file_name().unwrap()), rewritten).unwrap();
@@ -96,11 +91,7 @@ impl Harness {
             .fsync(airlock::audit::Fsync::Off)
             .build()
             .unwrap();
-        Harness {
-            _root: root,
-            workspace,
-            runtime,
-        }
+        Harness { _root: root, workspace, runtime }
     }
 
     fn write(&self, path: &str, bytes: impl AsRef<[u8]>) {
@@ -115,37 +106,18 @@ impl Harness {
 
     async fn call(&self, tool: &str, arguments: Value) -> CallOutcome {
         // RUNTIME API: `Runtime::call` returns the outcome (denials are outcomes too).
-        self.runtime
-            .call(CallRequest::new("agent", tool, &self.workspace).arguments(arguments))
-            .await
-            .unwrap()
+        self.runtime.call(CallRequest::new("agent", tool, &self.workspace).arguments(arguments)).await.unwrap()
     }
 }
 
 fn assert_ok(outcome: &CallOutcome) {
-    assert_eq!(
-        outcome.status,
-        Status::Ok,
-        "stdout: {}\nstderr: {}",
-        outcome.stdout.text(),
-        outcome.stderr.text()
-    );
+    assert_eq!(outcome.status, Status::Ok, "stdout: {}\nstderr: {}", outcome.stdout.text(), outcome.stderr.text());
     assert_eq!(outcome.exit_code, Some(0));
 }
 
 fn assert_tool_error(outcome: &CallOutcome, code: i32) {
-    assert_eq!(
-        outcome.status,
-        Status::ToolError,
-        "stderr: {}",
-        outcome.stderr.text()
-    );
-    assert_eq!(
-        outcome.exit_code,
-        Some(code),
-        "stderr: {}",
-        outcome.stderr.text()
-    );
+    assert_eq!(outcome.status, Status::ToolError, "stderr: {}", outcome.stderr.text());
+    assert_eq!(outcome.exit_code, Some(code), "stderr: {}", outcome.stderr.text());
 }
 
 fn assert_denied(outcome: &CallOutcome, reason_part: &str) {
@@ -160,9 +132,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
@@ -217,20 +187,11 @@ async fn grep_searches_recursively_in_order() {
     h.write("src/lib/util.rs", "// todo later\npub fn f() {}\n");
     h.write("notes.md", "TODO in markdown\n");
     h.write("blob.bin", b"TODO\0binary");
-    let outcome = h
-        .call("grep", json!({"pattern": "todo", "ignore_case": true, "line_numbers": true, "include": "*.rs"}))
-        .await;
+    let outcome =
+        h.call("grep", json!({"pattern": "todo", "ignore_case": true, "line_numbers": true, "include": "*.rs"})).await;
     assert_ok(&outcome);
-    assert_eq!(
-        outcome.stdout.text(),
-        "src/lib/util.rs:1:// todo later\nsrc/main.rs:2:    // TODO: greet\n"
-    );
-    let outcome = h
-        .call(
-            "grep",
-            json!({"pattern": "TODO", "files_with_matches": true}),
-        )
-        .await;
+    assert_eq!(outcome.stdout.text(), "src/lib/util.rs:1:// todo later\nsrc/main.rs:2:    // TODO: greet\n");
+    let outcome = h.call("grep", json!({"pattern": "TODO", "files_with_matches": true})).await;
     assert_ok(&outcome);
     assert_eq!(outcome.stdout.text(), "notes.md\nsrc/main.rs\n");
 }
@@ -243,35 +204,22 @@ async fn grep_exit_codes_say_no_match_and_bad_pattern() {
     let bad = h.call("grep", json!({"pattern": "(unclosed"})).await;
     assert_tool_error(&bad, 2);
     assert!(bad.stderr.text().contains("invalid pattern"));
-    assert_denied(
-        &h.call("grep", json!({"paths": ["a.txt"]})).await,
-        "required property",
-    );
+    assert_denied(&h.call("grep", json!({"paths": ["a.txt"]})).await, "required property");
 }
 
 #[tokio::test]
 async fn jq_filters_a_file_and_inline_input() {
     let h = Harness::new().await;
-    h.write(
-        "data.json",
-        r#"{"items":[{"name":"a","size":5},{"name":"b","size":20}]}"#,
-    );
+    h.write("data.json", r#"{"items":[{"name":"a","size":5},{"name":"b","size":20}]}"#);
     let outcome = h
         .call("jq", json!({"filter": ".items | map(select(.size > 10) | .name)", "file": "data.json", "compact": true}))
         .await;
     assert_ok(&outcome);
     assert_eq!(outcome.stdout.text(), "[\"b\"]\n");
-    let outcome = h
-        .call(
-            "jq",
-            json!({"filter": ".[] | .k", "input": [{"k": "x"}, {"k": "y"}], "raw": true}),
-        )
-        .await;
+    let outcome = h.call("jq", json!({"filter": ".[] | .k", "input": [{"k": "x"}, {"k": "y"}], "raw": true})).await;
     assert_ok(&outcome);
     assert_eq!(outcome.stdout.text(), "x\ny\n");
-    let outcome = h
-        .call("jq", json!({"filter": "{b: .a, a}", "input": "{\"a\": 1}"}))
-        .await;
+    let outcome = h.call("jq", json!({"filter": "{b: .a, a}", "input": "{\"a\": 1}"})).await;
     assert_ok(&outcome);
     assert_eq!(outcome.stdout.text(), "{\n  \"b\": 1,\n  \"a\": 1\n}\n");
 }
@@ -279,28 +227,13 @@ async fn jq_filters_a_file_and_inline_input() {
 #[tokio::test]
 async fn jq_parse_and_runtime_errors_have_their_exit_codes() {
     let h = Harness::new().await;
-    let parse = h
-        .call("jq", json!({"filter": ".a | map(", "input": {}}))
-        .await;
+    let parse = h.call("jq", json!({"filter": ".a | map(", "input": {}})).await;
     assert_tool_error(&parse, 3);
-    assert!(
-        parse.stderr.text().contains("column"),
-        "{}",
-        parse.stderr.text()
-    );
-    let runtime = h
-        .call("jq", json!({"filter": ".a[]", "input": {"a": 5}}))
-        .await;
+    assert!(parse.stderr.text().contains("column"), "{}", parse.stderr.text());
+    let runtime = h.call("jq", json!({"filter": ".a[]", "input": {"a": 5}})).await;
     assert_tool_error(&runtime, 5);
-    assert!(
-        runtime
-            .stderr
-            .text()
-            .contains("Cannot iterate over number (5)")
-    );
-    let missing = h
-        .call("jq", json!({"filter": ".", "file": "nope.json"}))
-        .await;
+    assert!(runtime.stderr.text().contains("Cannot iterate over number (5)"));
+    let missing = h.call("jq", json!({"filter": ".", "file": "nope.json"})).await;
     assert_tool_error(&missing, 2);
 }
 
@@ -309,25 +242,14 @@ async fn sha256sum_digests_and_checks_files() {
     let h = Harness::new().await;
     h.write("data/b.txt", "abc");
     h.write("data/a.txt", "");
-    let outcome = h
-        .call("sha256sum", json!({"paths": ["data"], "recursive": true}))
-        .await;
+    let outcome = h.call("sha256sum", json!({"paths": ["data"], "recursive": true})).await;
     assert_ok(&outcome);
-    let listing = format!(
-        "{}  data/a.txt\n{}  data/b.txt\n",
-        sha256_hex(b""),
-        sha256_hex(b"abc")
-    );
+    let listing = format!("{}  data/a.txt\n{}  data/b.txt\n", sha256_hex(b""), sha256_hex(b"abc"));
     assert_eq!(outcome.stdout.text(), listing);
     h.write("SUMS", &listing);
-    assert_ok(
-        &h.call("sha256sum", json!({"paths": ["SUMS"], "check": true}))
-            .await,
-    );
+    assert_ok(&h.call("sha256sum", json!({"paths": ["SUMS"], "check": true})).await);
     h.write("data/b.txt", "changed");
-    let check = h
-        .call("sha256sum", json!({"paths": ["SUMS"], "check": true}))
-        .await;
+    let check = h.call("sha256sum", json!({"paths": ["SUMS"], "check": true})).await;
     assert_tool_error(&check, 1);
     assert_eq!(check.stdout.text(), "data/a.txt: OK\ndata/b.txt: FAILED\n");
 }
@@ -338,15 +260,9 @@ async fn sha256sum_p2_component_gives_the_same_digests() {
     h.write("abc.txt", "abc");
     let outcome = h.call("sha256sum-p2", json!({"paths": ["abc.txt"]})).await;
     assert_ok(&outcome);
-    assert_eq!(
-        outcome.stdout.text(),
-        format!("{}  abc.txt\n", sha256_hex(b"abc"))
-    );
+    assert_eq!(outcome.stdout.text(), format!("{}  abc.txt\n", sha256_hex(b"abc")));
     // A preview2 component exits only with success or failure.
-    assert_tool_error(
-        &h.call("sha256sum-p2", json!({"paths": ["missing"]})).await,
-        1,
-    );
+    assert_tool_error(&h.call("sha256sum-p2", json!({"paths": ["missing"]})).await, 1);
 }
 
 #[tokio::test]
@@ -367,12 +283,7 @@ async fn csv_dedupe_cleans_a_messy_file_with_exact_counts() {
 2,Bob,\"Lyon, FR\"\r\n\
 7,Eve,Paris,extra\r\n",
     );
-    let outcome = h
-        .call(
-            "csv-dedupe",
-            json!({"input": "raw/users.csv", "output": "clean/users.csv"}),
-        )
-        .await;
+    let outcome = h.call("csv-dedupe", json!({"input": "raw/users.csv", "output": "clean/users.csv"})).await;
     assert_ok(&outcome);
     let report: Value = serde_json::from_str(outcome.stdout.text().trim()).unwrap();
     assert_eq!(
@@ -383,12 +294,7 @@ async fn csv_dedupe_cleans_a_messy_file_with_exact_counts() {
         h.read("clean/users.csv"),
         "id,name,city\r\n1,Ann,Paris\r\n2,Bob,\"Lyon, FR\"\r\n6,\"Multi\r\nLine\",Nice\r\n"
     );
-    let by_city = h
-        .call(
-            "csv-dedupe",
-            json!({"input": "raw/users.csv", "output": "by_city.csv", "key": "city"}),
-        )
-        .await;
+    let by_city = h.call("csv-dedupe", json!({"input": "raw/users.csv", "output": "by_city.csv", "key": "city"})).await;
     assert_ok(&by_city);
     assert!(by_city.stdout.text().contains("\"kept\":3"));
 }
@@ -397,31 +303,18 @@ async fn csv_dedupe_cleans_a_messy_file_with_exact_counts() {
 async fn csv_dedupe_rejects_an_unknown_key_and_writes_nothing() {
     let h = Harness::new().await;
     h.write("a.csv", "id,name\n1,a\n");
-    let outcome = h
-        .call(
-            "csv-dedupe",
-            json!({"input": "a.csv", "output": "b.csv", "key": "email"}),
-        )
-        .await;
+    let outcome = h.call("csv-dedupe", json!({"input": "a.csv", "output": "b.csv", "key": "email"})).await;
     assert_tool_error(&outcome, 2);
     assert!(outcome.stderr.text().contains("no column `email`"));
     assert!(!h.workspace.join("b.csv").exists());
-    assert_denied(
-        &h.call("csv-dedupe", json!({"input": "a.csv"})).await,
-        "required property",
-    );
+    assert_denied(&h.call("csv-dedupe", json!({"input": "a.csv"})).await, "required property");
 }
 
 #[tokio::test]
 async fn sandbox_blocks_csv_dedupe_writing_outside_the_workspace() {
     let h = Harness::new().await;
     h.write("a.csv", "id\n1\n");
-    let outcome = h
-        .call(
-            "csv-dedupe",
-            json!({"input": "a.csv", "output": "../escaped.csv"}),
-        )
-        .await;
+    let outcome = h.call("csv-dedupe", json!({"input": "a.csv", "output": "../escaped.csv"})).await;
     assert_tool_error(&outcome, 1);
     assert!(!h.workspace.parent().unwrap().join("escaped.csv").exists());
 }
@@ -455,25 +348,13 @@ async fn apply_patch_applies_a_git_diff() {
     let h = Harness::new().await;
     h.write("src/main.rs", "fn main() {\n    println!(\"hi\");\n}\n");
     h.write("old.txt", "bye\n");
-    let check = h
-        .call("apply-patch", json!({"patch": GOOD_PATCH, "check": true}))
-        .await;
+    let check = h.call("apply-patch", json!({"patch": GOOD_PATCH, "check": true})).await;
     assert_ok(&check);
-    assert_eq!(
-        h.read("src/main.rs"),
-        "fn main() {\n    println!(\"hi\");\n}\n"
-    );
+    assert_eq!(h.read("src/main.rs"), "fn main() {\n    println!(\"hi\");\n}\n");
     let outcome = h.call("apply-patch", json!({"patch": GOOD_PATCH})).await;
     assert_ok(&outcome);
-    assert!(
-        outcome.stdout.text().contains("applied: 3 file(s)"),
-        "{}",
-        outcome.stdout.text()
-    );
-    assert_eq!(
-        h.read("src/main.rs"),
-        "fn main() {\n    println!(\"hello\");\n    println!(\"world\");\n}\n"
-    );
+    assert!(outcome.stdout.text().contains("applied: 3 file(s)"), "{}", outcome.stdout.text());
+    assert_eq!(h.read("src/main.rs"), "fn main() {\n    println!(\"hello\");\n    println!(\"world\");\n}\n");
     assert_eq!(h.read("docs/new.md"), "# New\n");
     assert!(!h.workspace.join("old.txt").exists());
 }
@@ -481,29 +362,15 @@ async fn apply_patch_applies_a_git_diff() {
 #[tokio::test]
 async fn apply_patch_that_does_not_apply_changes_nothing() {
     let h = Harness::new().await;
-    h.write(
-        "src/main.rs",
-        "fn main() {\n    println!(\"bonjour\");\n}\n",
-    );
+    h.write("src/main.rs", "fn main() {\n    println!(\"bonjour\");\n}\n");
     h.write("old.txt", "bye\n");
     let outcome = h.call("apply-patch", json!({"patch": GOOD_PATCH})).await;
     assert_tool_error(&outcome, 1);
-    assert!(
-        outcome.stderr.text().contains("hunk #1"),
-        "{}",
-        outcome.stderr.text()
-    );
-    assert_eq!(
-        h.read("src/main.rs"),
-        "fn main() {\n    println!(\"bonjour\");\n}\n"
-    );
+    assert!(outcome.stderr.text().contains("hunk #1"), "{}", outcome.stderr.text());
+    assert_eq!(h.read("src/main.rs"), "fn main() {\n    println!(\"bonjour\");\n}\n");
     assert!(!h.workspace.join("docs/new.md").exists());
     assert_eq!(h.read("old.txt"), "bye\n");
-    assert_tool_error(
-        &h.call("apply-patch", json!({"patch": "not a diff\n"}))
-            .await,
-        2,
-    );
+    assert_tool_error(&h.call("apply-patch", json!({"patch": "not a diff\n"})).await, 2);
 }
 
 #[tokio::test]
@@ -523,16 +390,8 @@ async fn sandbox_blocks_apply_patch_escaping_with_dotdot() {
 ";
     let outcome = h.call("apply-patch", json!({"patch": escape})).await;
     assert_tool_error(&outcome, 2);
-    assert!(
-        outcome.stderr.text().contains(".."),
-        "{}",
-        outcome.stderr.text()
-    );
-    assert_eq!(
-        h.read("a.txt"),
-        "one\n",
-        "nothing is written when any path is refused"
-    );
+    assert!(outcome.stderr.text().contains(".."), "{}", outcome.stderr.text());
+    assert_eq!(h.read("a.txt"), "one\n", "nothing is written when any path is refused");
     assert!(!h.workspace.parent().unwrap().join("outside.txt").exists());
 }
 
@@ -545,10 +404,6 @@ async fn sandbox_blocks_apply_patch_through_a_symlink() {
     let patch = "--- /dev/null\n+++ b/link/planted.txt\n@@ -0,0 +1 @@\n+pwned\n";
     let outcome = h.call("apply-patch", json!({"patch": patch})).await;
     assert_tool_error(&outcome, 2);
-    assert!(
-        outcome.stderr.text().contains("symbolic link"),
-        "{}",
-        outcome.stderr.text()
-    );
+    assert!(outcome.stderr.text().contains("symbolic link"), "{}", outcome.stderr.text());
     assert!(!outside.path().join("planted.txt").exists());
 }

@@ -8,9 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use airlock::policy::{
-    Decision, Evaluation, Mount, PolicyError, PolicyErrors, PolicySet, tool_file_schema,
-};
+use airlock::policy::{Decision, Evaluation, Mount, PolicyError, PolicyErrors, PolicySet, tool_file_schema};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -23,9 +21,7 @@ fn module_sha() -> String {
 }
 
 fn shipped(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies")
-        .join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies").join(file);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -95,10 +91,7 @@ additionalProperties = false
 
 /// The 1-based line of the first line of `text` containing `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"))
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or_else(|| panic!("{needle:?} not in text"))
 }
 
 /// The one error whose file ends with `file` and whose message contains `message`.
@@ -116,32 +109,17 @@ fn assert_error(errors: &PolicyErrors, file: &str, line: usize, message: &str, h
     let error = find(errors, file, message);
     assert_eq!(error.line, line, "wrong line for {message:?}:\n{error}");
     assert!(error.column >= 1);
-    assert!(
-        error.help.contains(help),
-        "help of {message:?} lacks {help:?}:\n{error}"
-    );
+    assert!(error.help.contains(help), "help of {message:?} lacks {help:?}:\n{error}");
     let shown = error.to_string();
-    assert!(
-        shown.starts_with(&format!("{}:{}:", error.file.display(), line)),
-        "display is not FILE:LINE:COL: {shown}"
-    );
-    assert!(
-        shown.contains("\n  help: "),
-        "display lacks the help line: {shown}"
-    );
+    assert!(shown.starts_with(&format!("{}:{}:", error.file.display(), line)), "display is not FILE:LINE:COL: {shown}");
+    assert!(shown.contains("\n  help: "), "display lacks the help line: {shown}");
 }
 
 fn workspace() -> TempDir {
     TempDir::new().unwrap()
 }
 
-fn evaluate(
-    policy: &PolicySet,
-    caller: &str,
-    tool: &str,
-    arguments: Value,
-    workspace: &Path,
-) -> Evaluation {
+fn evaluate(policy: &PolicySet, caller: &str, tool: &str, arguments: Value, workspace: &Path) -> Evaluation {
     policy.evaluate(caller, tool, &arguments, workspace)
 }
 
@@ -173,11 +151,7 @@ fn missing_audit_toml_gives_default_settings() {
 #[test]
 fn shipped_callers_map_to_their_designations() {
     let policy = PolicyDir::new().load();
-    let of = |name: &str| {
-        policy
-            .resolve_caller(name)
-            .map(|c| (c.designation, c.admin, c.listed))
-    };
+    let of = |name: &str| policy.resolve_caller(name).map(|c| (c.designation, c.admin, c.listed));
     assert_eq!(of("agent"), Some(("standard".into(), false, true)));
     assert_eq!(of("ci"), Some(("elevated".into(), false, true)));
     assert_eq!(of("reviewer"), Some(("restricted".into(), false, true)));
@@ -197,13 +171,7 @@ fn malformed_toml_syntax_is_located() {
     // The unclosed array is noticed where the next key starts; only that first syntax
     // error is reported (what the parser says after it is its echo).
     assert_eq!(errors.errors().len(), 1, "{errors}");
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        4,
-        "missing comma between array elements",
-        "TOML syntax",
-    );
+    assert_error(&errors, "tools/x.toml", 4, "missing comma between array elements", "TOML syntax");
 }
 
 #[test]
@@ -212,18 +180,8 @@ fn malformed_unknown_key_names_the_key_and_the_allowed_ones() {
     let text = tool_text("x", &["read"], "").replace("[backend]", "colour = \"red\"\n\n[backend]");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "colour"),
-        "unknown field `colour`",
-        "`justification`",
-    );
-    assert!(
-        find(&errors, "tools/x.toml", "colour")
-            .help
-            .contains("`limits`")
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "colour"), "unknown field `colour`", "`justification`");
+    assert!(find(&errors, "tools/x.toml", "colour").help.contains("`limits`"));
 }
 
 #[test]
@@ -232,13 +190,7 @@ fn malformed_unknown_key_in_a_nested_table() {
     let text = tool_text("x", &["read"], "\n[limits]\nwall = 5\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "wall = 5"),
-        "unknown field `wall`",
-        "`wall_ms`",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "wall = 5"), "unknown field `wall`", "`wall_ms`");
 }
 
 #[test]
@@ -247,38 +199,23 @@ fn malformed_wrong_type() {
     let text = tool_text("x", &["read"], "\n[limits]\nwall_ms = \"5s\"\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "wall_ms"),
-        "invalid type",
-        "a whole number",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "wall_ms"), "invalid type", "a whole number");
 }
 
 #[test]
 fn malformed_missing_required_field() {
     let dir = PolicyDir::new();
-    let text =
-        tool_text("x", &["read"], "").replace(&format!("sha256 = \"{}\"\n", module_sha()), "");
+    let text = tool_text("x", &["read"], "").replace(&format!("sha256 = \"{}\"\n", module_sha()), "");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "[backend]"),
-        "missing field `sha256`",
-        "add `sha256`",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "[backend]"), "missing field `sha256`", "add `sha256`");
 }
 
 #[test]
 fn malformed_unknown_category_lists_the_known_ones() {
     let dir = PolicyDir::new();
-    let text = tool_text("x", &["read"], "").replace(
-        "categories = [\"read\"]",
-        "categories = [\n  \"read\",\n  \"hacking\",\n]",
-    );
+    let text = tool_text("x", &["read"], "")
+        .replace("categories = [\"read\"]", "categories = [\n  \"read\",\n  \"hacking\",\n]");
     dir.tool("x", &text);
     let errors = dir.load_errors();
     assert_error(
@@ -311,29 +248,16 @@ fn malformed_default_designation_unknown() {
     let text = "# callers\ndefault = \"nobody\"\n";
     dir.write("callers.toml", text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "callers.toml",
-        2,
-        "default designation \"nobody\"",
-        "standard",
-    );
+    assert_error(&errors, "callers.toml", 2, "default designation \"nobody\"", "standard");
 }
 
 #[test]
 fn malformed_module_file_missing() {
     let dir = PolicyDir::new();
-    let text =
-        tool_text("x", &["read"], "").replace("wasm = \"mod.wasm\"", "wasm = \"missing.wasm\"");
+    let text = tool_text("x", &["read"], "").replace("wasm = \"mod.wasm\"", "wasm = \"missing.wasm\"");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "missing.wasm"),
-        "cannot be read",
-        "build the module",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "missing.wasm"), "cannot be read", "build the module");
 }
 
 #[test]
@@ -344,13 +268,7 @@ fn malformed_sha256_mismatch_gives_the_actual_sha256() {
     dir.tool("x", &text);
     let errors = dir.load_errors();
     let help = format!("sha256 = \"{}\"", module_sha());
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "sha256 ="),
-        "but the policy pins",
-        &help,
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "sha256 ="), "but the policy pins", &help);
 }
 
 #[test]
@@ -359,32 +277,16 @@ fn malformed_sha256_not_64_hex() {
     let text = tool_text("x", &["read"], "").replace(&module_sha(), "ABC123");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "sha256 ="),
-        "not 64 lowercase hex",
-        "sha256sum",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "sha256 ="), "not 64 lowercase hex", "sha256sum");
 }
 
 #[test]
 fn malformed_absolute_write_path() {
     let dir = PolicyDir::new();
-    let text = tool_text(
-        "x",
-        &["write"],
-        "\n[files]\nread = [\".\"]\nwrite = [\"/etc\"]\n",
-    );
+    let text = tool_text("x", &["write"], "\n[files]\nread = [\".\"]\nwrite = [\"/etc\"]\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "/etc"),
-        "is absolute",
-        "relative to the call's workspace",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "/etc"), "is absolute", "relative to the call's workspace");
 }
 
 #[test]
@@ -393,13 +295,7 @@ fn malformed_parent_dir_read_path_is_rejected_at_load() {
     let text = tool_text("x", &["read"], "\n[files]\nread = [\"data/../../etc\"]\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "../"),
-        "contains `..`",
-        "without `..`",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "../"), "contains `..`", "without `..`");
 }
 
 #[test]
@@ -409,39 +305,17 @@ fn malformed_name_not_file_stem_and_duplicate_tool_name() {
     dir.tool("a", &a);
     dir.tool("b", &tool_text("b", &["read"], ""));
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/a.toml",
-        1,
-        "does not match its file name a.toml",
-        "rename the file to tools/b.toml",
-    );
-    assert_error(
-        &errors,
-        "tools/b.toml",
-        1,
-        "also declared in tools/a.toml",
-        "one file",
-    );
+    assert_error(&errors, "tools/a.toml", 1, "does not match its file name a.toml", "rename the file to tools/b.toml");
+    assert_error(&errors, "tools/b.toml", 1, "also declared in tools/a.toml", "one file");
 }
 
 #[test]
 fn malformed_input_schema_is_located_at_the_bad_keyword() {
     let dir = PolicyDir::new();
-    let text = tool_text(
-        "x",
-        &["read"],
-        "\n[input.properties.path]\ndescription = \"p\"\ntype = \"strin\"\n",
-    );
+    let text = tool_text("x", &["read"], "\n[input.properties.path]\ndescription = \"p\"\ntype = \"strin\"\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "\"strin\""),
-        "invalid input schema",
-        "JSON Schema",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "\"strin\""), "invalid input schema", "JSON Schema");
 }
 
 #[test]
@@ -450,13 +324,7 @@ fn malformed_input_not_an_object_schema() {
     let text = tool_text("x", &["read"], "").replace("type = \"object\"", "type = \"array\"");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "\"array\""),
-        "not an object schema",
-        "type = \"object\"",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "\"array\""), "not an object schema", "type = \"object\"");
 }
 
 #[test]
@@ -469,13 +337,7 @@ fn malformed_placeholder_naming_an_unknown_argument() {
     );
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "{inptu}"),
-        "placeholder {inptu} names no argument",
-        "input",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "{inptu}"), "placeholder {inptu} names no argument", "input");
 }
 
 #[test]
@@ -488,22 +350,14 @@ fn malformed_placeholder_braces() {
     );
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "--x={a"),
-        "no closing",
-        "{{ and }} for literal braces",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "--x={a"), "no closing", "{{ and }} for literal braces");
 }
 
 #[test]
 fn malformed_category_listed_twice_in_a_designation() {
     let dir = PolicyDir::new();
-    let text = shipped("designations.toml").replace(
-        "approve = [\"deploy\", \"network\"]",
-        "approve = [\"deploy\", \"network\",\n  \"read\"]",
-    );
+    let text = shipped("designations.toml")
+        .replace("approve = [\"deploy\", \"network\"]", "approve = [\"deploy\", \"network\",\n  \"read\"]");
     dir.write("designations.toml", &text);
     let errors = dir.load_errors();
     assert_error(
@@ -529,11 +383,7 @@ fn malformed_designation_example_says_expected_and_got() {
         "expected allow but got deny",
         "fix the designation's allow/approve/deny lists",
     );
-    assert!(
-        find(&errors, "designations.toml", "tester")
-            .message
-            .contains("does not list category \"write\"")
-    );
+    assert!(find(&errors, "designations.toml", "tester").message.contains("does not list category \"write\""));
 }
 
 #[test]
@@ -565,14 +415,7 @@ deny = "is not of type"
     dir.tool("x", &text);
     let errors = dir.load_errors();
     assert_eq!(errors.errors().len(), 1, "only example 2 fails:\n{errors}");
-    let second = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains("[[examples]]"))
-        .nth(1)
-        .unwrap()
-        .0
-        + 1;
+    let second = text.lines().enumerate().filter(|(_, l)| l.contains("[[examples]]")).nth(1).unwrap().0 + 1;
     assert_error(
         &errors,
         "tools/x.toml",
@@ -588,13 +431,7 @@ fn malformed_redact_regex() {
     let text = "fsync = \"always\"\nredact = [\n  \"token\",\n  \"(unclosed\",\n]\n";
     dir.write("audit.toml", text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "audit.toml",
-        4,
-        "not a valid regex",
-        "regex syntax",
-    );
+    assert_error(&errors, "audit.toml", 4, "not a valid regex", "regex syntax");
 }
 
 #[test]
@@ -602,13 +439,7 @@ fn malformed_fsync_mode_lists_the_modes() {
     let dir = PolicyDir::new();
     dir.write("audit.toml", "\nfsync = \"sometimes\"\n");
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "audit.toml",
-        2,
-        "unknown variant `sometimes`",
-        "`always`, `batch`, `off`",
-    );
+    assert_error(&errors, "audit.toml", 2, "unknown variant `sometimes`", "`always`, `batch`, `off`");
 }
 
 #[test]
@@ -629,43 +460,20 @@ fn malformed_env_var_name() {
 #[test]
 fn malformed_network_entry() {
     let dir = PolicyDir::new();
-    let text = tool_text("x", &["network"], "")
-        .replace("[backend]", "network = [\"pypi.org\"]\n\n[backend]");
+    let text = tool_text("x", &["network"], "").replace("[backend]", "network = [\"pypi.org\"]\n\n[backend]");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "pypi.org"),
-        "not host:port",
-        "pypi.org:443",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "pypi.org"), "not host:port", "pypi.org:443");
 }
 
 #[test]
 fn malformed_limits_zero_and_absurd() {
     let dir = PolicyDir::new();
-    let text = tool_text(
-        "x",
-        &["read"],
-        "\n[limits]\nwall_ms = 0\nmemory_mib = 1000000\n",
-    );
+    let text = tool_text("x", &["read"], "\n[limits]\nwall_ms = 0\nmemory_mib = 1000000\n");
     dir.tool("x", &text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "wall_ms = 0"),
-        "limits.wall_ms is 0",
-        "at least 1",
-    );
-    assert_error(
-        &errors,
-        "tools/x.toml",
-        line_of(&text, "memory_mib"),
-        "more than the maximum 4096",
-        "at most 4096",
-    );
+    assert_error(&errors, "tools/x.toml", line_of(&text, "wall_ms = 0"), "limits.wall_ms is 0", "at least 1");
+    assert_error(&errors, "tools/x.toml", line_of(&text, "memory_mib"), "more than the maximum 4096", "at most 4096");
 }
 
 #[test]
@@ -673,30 +481,18 @@ fn malformed_designations_file_missing_is_a_whole_file_error() {
     let dir = PolicyDir::new();
     fs::remove_file(dir.path().join("designations.toml")).unwrap();
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "designations.toml",
-        1,
-        "cannot read the file",
-        "create designations.toml",
-    );
+    assert_error(&errors, "designations.toml", 1, "cannot read the file", "create designations.toml");
 }
 
 #[test]
 fn errors_in_several_files_are_all_reported() {
     let dir = PolicyDir::new();
-    let designations = shipped("designations.toml")
-        .replace("allow = [\"read\"]\n", "allow = [\"read\", \"reading\"]\n");
+    let designations =
+        shipped("designations.toml").replace("allow = [\"read\"]\n", "allow = [\"read\", \"reading\"]\n");
     dir.write("designations.toml", &designations);
-    dir.write(
-        "callers.toml",
-        "default = \"restricted\"\n[callers.a]\ndesignation = \"nope\"\n",
-    );
+    dir.write("callers.toml", "default = \"restricted\"\n[callers.a]\ndesignation = \"nope\"\n");
     dir.write("audit.toml", "redact = [\"(\"]\n");
-    dir.tool(
-        "x",
-        &tool_text("x", &["read"], "").replace("[backend]", "bogus = 1\n[backend]"),
-    );
+    dir.tool("x", &tool_text("x", &["read"], "").replace("[backend]", "bogus = 1\n[backend]"));
     dir.tool("y", &tool_text("y", &["read", "flying"], ""));
     let errors = dir.load_errors();
     find(&errors, "designations.toml", "unknown category \"reading\"");
@@ -706,35 +502,20 @@ fn errors_in_several_files_are_all_reported() {
     find(&errors, "tools/y.toml", "unknown category \"flying\"");
     assert_eq!(errors.errors().len(), 5, "{errors}");
     let shown = errors.to_string();
-    assert!(
-        shown.ends_with("5 policy error(s); the policy was not loaded"),
-        "{shown}"
-    );
+    assert!(shown.ends_with("5 policy error(s); the policy was not loaded"), "{shown}");
 }
 
 // ---------------------------------------------------------------------------------------
 // Decisions.
 
-const CATEGORIES: [&str; 8] = [
-    "read",
-    "write",
-    "exec",
-    "network",
-    "deploy",
-    "secrets",
-    "security-testing",
-    "training",
-];
+const CATEGORIES: [&str; 8] = ["read", "write", "exec", "network", "deploy", "secrets", "security-testing", "training"];
 
 #[test]
 fn decision_table_of_the_shipped_designations() {
     use Decision::{Allow as A, Deny as D, NeedsApproval as N};
     let dir = PolicyDir::new();
     for category in CATEGORIES {
-        dir.tool(
-            &format!("t-{category}"),
-            &tool_text(&format!("t-{category}"), &[category], ""),
-        );
+        dir.tool(&format!("t-{category}"), &tool_text(&format!("t-{category}"), &[category], ""));
     }
     let policy = dir.load();
     let ws = workspace();
@@ -746,37 +527,13 @@ fn decision_table_of_the_shipped_designations() {
     ];
     for (caller, designation, row) in table {
         for (category, expected) in CATEGORIES.iter().zip(row) {
-            let evaluation = evaluate(
-                &policy,
-                caller,
-                &format!("t-{category}"),
-                json!({}),
-                ws.path(),
-            );
-            assert_eq!(
-                evaluation.decision, expected,
-                "{designation} x {category}: {}",
-                evaluation.rule
-            );
+            let evaluation = evaluate(&policy, caller, &format!("t-{category}"), json!({}), ws.path());
+            assert_eq!(evaluation.decision, expected, "{designation} x {category}: {}", evaluation.rule);
             assert_eq!(evaluation.caller.designation.as_deref(), Some(designation));
-            assert_eq!(
-                evaluation.grant.is_some(),
-                expected != D,
-                "grant present unless deny"
-            );
-            assert!(
-                evaluation
-                    .rule
-                    .starts_with("designations.toml: designation"),
-                "{}",
-                evaluation.rule
-            );
+            assert_eq!(evaluation.grant.is_some(), expected != D, "grant present unless deny");
+            assert!(evaluation.rule.starts_with("designations.toml: designation"), "{}", evaluation.rule);
         }
-        let offered: Vec<String> = policy
-            .tools_for(caller)
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
+        let offered: Vec<String> = policy.tools_for(caller).into_iter().map(|t| t.name).collect();
         let expected: Vec<String> = CATEGORIES
             .iter()
             .zip(row)
@@ -814,24 +571,14 @@ fn unknown_caller_gets_the_default_designation() {
     assert_eq!(read.decision, Decision::Allow);
     assert_eq!(read.caller.designation.as_deref(), Some("restricted"));
     assert!(!read.caller.listed);
-    assert!(
-        read.reasons
-            .iter()
-            .any(|r| r.contains("default designation \"restricted\""))
-    );
-    assert_eq!(
-        evaluate(&policy, "stranger", "w", json!({}), ws.path()).decision,
-        Decision::Deny
-    );
+    assert!(read.reasons.iter().any(|r| r.contains("default designation \"restricted\"")));
+    assert_eq!(evaluate(&policy, "stranger", "w", json!({}), ws.path()).decision, Decision::Deny);
 }
 
 #[test]
 fn unknown_caller_without_default_is_refused() {
     let dir = PolicyDir::new();
-    dir.write(
-        "callers.toml",
-        "[callers.agent]\ndesignation = \"standard\"\n",
-    );
+    dir.write("callers.toml", "[callers.agent]\ndesignation = \"standard\"\n");
     dir.tool("r", &tool_text("r", &["read"], ""));
     let policy = dir.load();
     let ws = workspace();
@@ -840,16 +587,9 @@ fn unknown_caller_without_default_is_refused() {
     assert_eq!(evaluation.decision, Decision::Deny);
     assert!(evaluation.grant.is_none());
     assert!(evaluation.caller.designation.is_none());
-    assert!(
-        evaluation.rule.contains("no `default` designation"),
-        "{}",
-        evaluation.rule
-    );
+    assert!(evaluation.rule.contains("no `default` designation"), "{}", evaluation.rule);
     assert!(policy.tools_for("stranger").is_empty());
-    assert_eq!(
-        evaluate(&policy, "agent", "r", json!({}), ws.path()).decision,
-        Decision::Allow
-    );
+    assert_eq!(evaluate(&policy, "agent", "r", json!({}), ws.path()).decision, Decision::Allow);
 }
 
 #[test]
@@ -858,11 +598,7 @@ fn unknown_tool_is_denied() {
     let ws = workspace();
     let evaluation = evaluate(&policy, "agent", "nope", json!({}), ws.path());
     assert_eq!(evaluation.decision, Decision::Deny);
-    assert!(
-        evaluation.rule.contains("there is no tool \"nope\""),
-        "{}",
-        evaluation.rule
-    );
+    assert!(evaluation.rule.contains("there is no tool \"nope\""), "{}", evaluation.rule);
     assert!(evaluation.tool_sha256.is_none());
 }
 
@@ -886,13 +622,7 @@ fn a_uid_mapped_to_two_callers_is_an_error() {
     let text = "[callers.agent]\ndesignation = \"standard\"\nuids = [1000]\n[callers.ci]\ndesignation = \"elevated\"\nuids = [1000]\n";
     dir.write("callers.toml", text);
     let errors = dir.load_errors();
-    assert_error(
-        &errors,
-        "callers.toml",
-        6,
-        "uid 1000 is mapped to both",
-        "remove it from one",
-    );
+    assert_error(&errors, "callers.toml", 6, "uid 1000 is mapped to both", "remove it from one");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -937,12 +667,7 @@ stdin = "{data}"
 fn grant_of(policy: &PolicySet, arguments: Value) -> (Vec<String>, Vec<u8>) {
     let ws = workspace();
     let evaluation = evaluate(policy, "agent", "argv", arguments, ws.path());
-    assert_eq!(
-        evaluation.decision,
-        Decision::Allow,
-        "{:?}",
-        evaluation.reasons
-    );
+    assert_eq!(evaluation.decision, Decision::Allow, "{:?}", evaluation.reasons);
     let grant = evaluation.grant.unwrap();
     (grant.args, grant.stdin)
 }
@@ -956,18 +681,7 @@ fn argv_placeholders_render_every_form() {
     );
     assert_eq!(
         args,
-        [
-            "--key=id",
-            "--verbose",
-            "-n",
-            "3",
-            "--ratio=0.5",
-            "{literal}",
-            "--",
-            "a.csv",
-            "b c.csv",
-            "in.csv"
-        ]
+        ["--key=id", "--verbose", "-n", "3", "--ratio=0.5", "{literal}", "--", "a.csv", "b c.csv", "in.csv"]
     );
     assert_eq!(stdin, b"x,y\n");
 }
@@ -992,25 +706,14 @@ fn argv_that_cannot_be_rendered_is_denied() {
     let dir = PolicyDir::new();
     dir.tool(
         "obj",
-        &tool_text(
-            "obj",
-            &["read"],
-            "\n[input.properties.o]\ntype = \"object\"\n\n[invoke]\nargs = [\"{o}\"]\n",
-        ),
+        &tool_text("obj", &["read"], "\n[input.properties.o]\ntype = \"object\"\n\n[invoke]\nargs = [\"{o}\"]\n"),
     );
     let policy = dir.load();
     let ws = workspace();
     let evaluation = evaluate(&policy, "agent", "obj", json!({"o": {"a": 1}}), ws.path());
     assert_eq!(evaluation.decision, Decision::Deny);
     assert!(evaluation.rule.contains("[invoke]"), "{}", evaluation.rule);
-    assert!(
-        evaluation
-            .reasons
-            .iter()
-            .any(|r| r.contains("argument `o` is an object")),
-        "{:?}",
-        evaluation.reasons
-    );
+    assert!(evaluation.reasons.iter().any(|r| r.contains("argument `o` is an object")), "{:?}", evaluation.reasons);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1021,56 +724,24 @@ fn arguments_failing_the_schema_are_denied_with_each_error() {
     let dir = PolicyDir::new();
     dir.tool(
         "s",
-        &tool_text(
-            "s",
-            &["read"],
-            "required = [\"input\"]\n\n[input.properties.input]\ntype = \"integer\"\n",
-        ),
+        &tool_text("s", &["read"], "required = [\"input\"]\n\n[input.properties.input]\ntype = \"integer\"\n"),
     );
     let policy = dir.load();
     let ws = workspace();
-    let evaluation = evaluate(
-        &policy,
-        "agent",
-        "s",
-        json!({"input": "hunter2", "extra": 1}),
-        ws.path(),
-    );
+    let evaluation = evaluate(&policy, "agent", "s", json!({"input": "hunter2", "extra": 1}), ws.path());
     assert_eq!(evaluation.decision, Decision::Deny);
     assert!(evaluation.grant.is_none());
-    assert_eq!(
-        evaluation.rule,
-        "tools/s.toml: the arguments do not match the tool's [input] schema"
-    );
-    let schema_reasons: Vec<&String> = evaluation
-        .reasons
-        .iter()
-        .filter(|r| r.starts_with("at "))
-        .collect();
+    assert_eq!(evaluation.rule, "tools/s.toml: the arguments do not match the tool's [input] schema");
+    let schema_reasons: Vec<&String> = evaluation.reasons.iter().filter(|r| r.starts_with("at ")).collect();
     assert_eq!(schema_reasons.len(), 2, "{:?}", evaluation.reasons);
-    assert!(
-        schema_reasons
-            .iter()
-            .any(|r| r.starts_with("at /input:") && r.contains("integer"))
-    );
+    assert!(schema_reasons.iter().any(|r| r.starts_with("at /input:") && r.contains("integer")));
     assert!(schema_reasons.iter().any(|r| r.contains("extra")));
     // Reasons go to the audit log: argument values are not echoed.
-    assert!(
-        !evaluation.reasons.iter().any(|r| r.contains("hunter2")),
-        "{:?}",
-        evaluation.reasons
-    );
+    assert!(!evaluation.reasons.iter().any(|r| r.contains("hunter2")), "{:?}", evaluation.reasons);
 
     let missing = evaluate(&policy, "agent", "s", json!({}), ws.path());
     assert_eq!(missing.decision, Decision::Deny);
-    assert!(
-        missing
-            .reasons
-            .iter()
-            .any(|r| r.contains("\"input\" is a required property")),
-        "{:?}",
-        missing.reasons
-    );
+    assert!(missing.reasons.iter().any(|r| r.contains("\"input\" is a required property")), "{:?}", missing.reasons);
 
     let not_object = evaluate(&policy, "agent", "s", json!([1]), ws.path());
     assert_eq!(not_object.decision, Decision::Deny);
@@ -1081,10 +752,7 @@ fn arguments_failing_the_schema_are_denied_with_each_error() {
 
 fn files_tool(files: &str) -> (PolicyDir, PolicySet) {
     let dir = PolicyDir::new();
-    dir.tool(
-        "f",
-        &tool_text("f", &["read", "write"], &format!("\n[files]\n{files}\n")),
-    );
+    dir.tool("f", &tool_text("f", &["read", "write"], &format!("\n[files]\n{files}\n")));
     let policy = dir.load();
     (dir, policy)
 }
@@ -1095,41 +763,19 @@ fn canonical(path: &Path) -> PathBuf {
 
 #[test]
 fn nested_read_and_write_grants_are_separate_mounts() {
-    let (_dir, policy) =
-        files_tool("read = [\".\", \"data\", \"out\"]\nwrite = [\"./out/\", \"out/logs\"]");
+    let (_dir, policy) = files_tool("read = [\".\", \"data\", \"out\"]\nwrite = [\"./out/\", \"out/logs\"]");
     let ws = workspace();
     fs::create_dir_all(ws.path().join("data")).unwrap();
     fs::create_dir_all(ws.path().join("out/logs")).unwrap();
     let evaluation = evaluate(&policy, "agent", "f", json!({}), ws.path());
-    assert_eq!(
-        evaluation.decision,
-        Decision::Allow,
-        "{:?}",
-        evaluation.reasons
-    );
+    assert_eq!(evaluation.decision, Decision::Allow, "{:?}", evaluation.reasons);
     let root = canonical(ws.path());
     let mounts = evaluation.grant.unwrap().mounts;
     let expected = vec![
-        Mount {
-            host: root.clone(),
-            guest: ".".into(),
-            writable: false,
-        },
-        Mount {
-            host: root.join("data"),
-            guest: "data".into(),
-            writable: false,
-        },
-        Mount {
-            host: root.join("out"),
-            guest: "out".into(),
-            writable: true,
-        },
-        Mount {
-            host: root.join("out/logs"),
-            guest: "out/logs".into(),
-            writable: true,
-        },
+        Mount { host: root.clone(), guest: ".".into(), writable: false },
+        Mount { host: root.join("data"), guest: "data".into(), writable: false },
+        Mount { host: root.join("out"), guest: "out".into(), writable: true },
+        Mount { host: root.join("out/logs"), guest: "out/logs".into(), writable: true },
     ];
     assert_eq!(mounts, expected);
 }
@@ -1144,10 +790,7 @@ fn missing_granted_path_is_left_out_with_a_reason() {
     assert_eq!(mounts.len(), 1);
     assert_eq!(mounts[0].guest, ".");
     assert!(
-        evaluation
-            .reasons
-            .iter()
-            .any(|r| r.contains("files.write \"out\" does not exist in this workspace")),
+        evaluation.reasons.iter().any(|r| r.contains("files.write \"out\" does not exist in this workspace")),
         "{:?}",
         evaluation.reasons
     );
@@ -1162,19 +805,8 @@ fn symlink_in_workspace_pointing_out_is_denied() {
     let evaluation = evaluate(&policy, "agent", "f", json!({}), ws.path());
     assert_eq!(evaluation.decision, Decision::Deny);
     assert!(evaluation.grant.is_none());
-    assert!(
-        evaluation.rule.contains("resolves outside the workspace"),
-        "{}",
-        evaluation.rule
-    );
-    assert!(
-        evaluation
-            .reasons
-            .iter()
-            .any(|r| r.contains("outside the workspace")),
-        "{:?}",
-        evaluation.reasons
-    );
+    assert!(evaluation.rule.contains("resolves outside the workspace"), "{}", evaluation.rule);
+    assert!(evaluation.reasons.iter().any(|r| r.contains("outside the workspace")), "{:?}", evaluation.reasons);
 }
 
 #[test]
@@ -1186,14 +818,7 @@ fn symlink_staying_inside_the_workspace_mounts_its_target() {
     let evaluation = evaluate(&policy, "agent", "f", json!({}), ws.path());
     assert_eq!(evaluation.decision, Decision::Allow);
     let mounts = evaluation.grant.unwrap().mounts;
-    assert_eq!(
-        mounts,
-        vec![Mount {
-            host: canonical(ws.path()).join("real"),
-            guest: "out".into(),
-            writable: true
-        }]
-    );
+    assert_eq!(mounts, vec![Mount { host: canonical(ws.path()).join("real"), guest: "out".into(), writable: true }]);
 }
 
 #[test]
@@ -1206,11 +831,7 @@ fn missing_or_non_directory_workspace_is_denied() {
     fs::write(ws.path().join("file"), "x").unwrap();
     let file = evaluate(&policy, "agent", "f", json!({}), &ws.path().join("file"));
     assert_eq!(file.decision, Decision::Deny);
-    assert!(
-        file.reasons.iter().any(|r| r.contains("not a directory")),
-        "{:?}",
-        file.reasons
-    );
+    assert!(file.reasons.iter().any(|r| r.contains("not a directory")), "{:?}", file.reasons);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1226,32 +847,19 @@ fn grant_carries_env_network_limits_and_program() {
     let ws = workspace();
     let evaluation = evaluate(&policy, "agent", "g", json!({}), ws.path());
     assert_eq!(evaluation.decision, Decision::Allow);
-    assert_eq!(
-        evaluation.tool_sha256.as_deref(),
-        Some(module_sha().as_str())
-    );
+    assert_eq!(evaluation.tool_sha256.as_deref(), Some(module_sha().as_str()));
     assert_eq!(evaluation.policy_digest, policy.digest());
     let grant = evaluation.grant.unwrap();
     assert_eq!(grant.env.get("LC_ALL").map(String::as_str), Some("C"));
     assert_eq!(grant.env.get("PATH"), std::env::var("PATH").ok().as_ref());
     assert!(!grant.env.contains_key("AIRLOCK_SURELY_UNSET_VAR"));
-    assert!(
-        evaluation
-            .reasons
-            .iter()
-            .any(|r| r.contains("AIRLOCK_SURELY_UNSET_VAR is not set"))
-    );
+    assert!(evaluation.reasons.iter().any(|r| r.contains("AIRLOCK_SURELY_UNSET_VAR is not set")));
     assert_eq!(grant.network, ["pypi.org:443"]);
     assert_eq!(grant.limits.wall_ms, 5000);
     assert_eq!(grant.limits.fuel, 1000);
-    assert_eq!(
-        grant.limits.memory_mib,
-        airlock::policy::Limits::default().memory_mib
-    );
-    let program = airlock::policy::Program::Wasm {
-        module: canonical(&dir.path().join("mod.wasm")),
-        sha256: module_sha(),
-    };
+    assert_eq!(grant.limits.memory_mib, airlock::policy::Limits::default().memory_mib);
+    let program =
+        airlock::policy::Program::Wasm { module: canonical(&dir.path().join("mod.wasm")), sha256: module_sha() };
     assert_eq!(grant.program, program);
 }
 
@@ -1280,10 +888,7 @@ fn digest_changes_when_a_policy_file_changes() {
     dir.tool("r", &tool_text("r", &["read"], ""));
     let first = dir.load().digest().to_string();
     assert_eq!(dir.load().digest(), first, "same files, same digest");
-    dir.write(
-        "callers.toml",
-        &(shipped("callers.toml") + "\n# a comment\n"),
-    );
+    dir.write("callers.toml", &(shipped("callers.toml") + "\n# a comment\n"));
     let second = dir.load().digest().to_string();
     assert_ne!(first, second);
     dir.tool("r", &tool_text("r", &["read"], "# changed\n"));
@@ -1293,27 +898,13 @@ fn digest_changes_when_a_policy_file_changes() {
 #[test]
 fn tool_file_schema_is_a_json_schema_of_the_tool_file() {
     let schema = tool_file_schema();
-    assert!(
-        jsonschema::draft202012::meta::is_valid(&schema),
-        "not a valid JSON Schema"
-    );
+    assert!(jsonschema::draft202012::meta::is_valid(&schema), "not a valid JSON Schema");
     assert_eq!(schema["type"], "object");
     let text = schema.to_string();
-    for field in [
-        "backend",
-        "sha256",
-        "categories",
-        "invoke",
-        "files",
-        "limits",
-        "wall_ms",
-        "examples",
-        "justification",
-    ] {
-        assert!(
-            text.contains(&format!("\"{field}\"")),
-            "schema does not mention {field}"
-        );
+    for field in
+        ["backend", "sha256", "categories", "invoke", "files", "limits", "wall_ms", "examples", "justification"]
+    {
+        assert!(text.contains(&format!("\"{field}\"")), "schema does not mention {field}");
     }
     // A tool file that loads validates against the schema.
     let tool: toml::Table = toml::from_str(&tool_text(
@@ -1324,10 +915,7 @@ fn tool_file_schema_is_a_json_schema_of_the_tool_file() {
     .unwrap();
     let instance = serde_json::to_value(&tool).unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&instance)
-        .map(|e| e.to_string())
-        .collect();
+    let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     assert!(!validator.is_valid(&json!({"name": "x", "colour": "red"})));
 }
