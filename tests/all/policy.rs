@@ -145,6 +145,16 @@ fn missing_audit_toml_gives_default_settings() {
     fs::remove_file(dir.path().join("audit.toml")).unwrap();
     let policy = dir.load();
     assert_eq!(policy.audit_settings().fsync, airlock::audit::Fsync::Batch);
+    let defaults: Vec<String> = airlock::audit::DEFAULT_REDACT_PATTERNS.iter().map(|p| p.to_string()).collect();
+    assert_eq!(policy.audit_settings().redact, defaults, "no audit.toml: the default redaction patterns");
+}
+
+#[test]
+fn empty_redact_list_turns_redaction_off() {
+    let dir = PolicyDir::new();
+    fs::write(dir.path().join("audit.toml"), "fsync = \"always\"\nredact = []\n").unwrap();
+    let policy = dir.load();
+    assert_eq!(policy.audit_settings().fsync, airlock::audit::Fsync::Always);
     assert!(policy.audit_settings().redact.is_empty());
 }
 
