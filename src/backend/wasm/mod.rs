@@ -159,6 +159,10 @@ pub struct WasmBackend {
     engine: Engine,
     ceilings: EngineCeilings,
     cache: ModuleCache,
+    /// One permit per pooled instance slot: a call waits for free slots instead of
+    /// failing when the pool is busy.
+    slots: tokio::sync::Semaphore,
+    max_instances: u32,
     // Declared last so it stops after everything else is dropped.
     _ticker: EpochTicker,
 }
@@ -179,6 +183,8 @@ impl WasmBackend {
         Ok(WasmBackend {
             ceilings,
             cache: ModuleCache::new(engine.clone(), linkers, config.cache_dir),
+            slots: tokio::sync::Semaphore::new(config.max_instances as usize),
+            max_instances: config.max_instances,
             engine,
             _ticker: ticker,
         })
@@ -198,6 +204,17 @@ impl WasmBackend {
     pub async fn run(&self, grant: &Grant) -> Result<RunReport> {
         let Program::Wasm { module, sha256 } = &grant.program;
         let compiled = self.cache.get(module, sha256).await?;
+        // A component instantiates several core instances (at most the grant's `instances`);
+        // a core module one. Waiting here keeps the pool from ever being exhausted.
+        let needed = match &*compiled {
+            Compiled::Core(_) => 1,
+            _ => u32::try_from(grant.limits.instances).unwrap_or(u32::MAX).clamp(1, self.max_instances),
+        };
+        let _slots = self
+            .slots
+            .acquire_many(needed)
+            .await
+            .map_err(|_| WasmError::Engine { detail: "the instance pool is closed".into() })?;
         let wasi = wasi::build(grant).await?;
 
         let mut store = Store::new(
