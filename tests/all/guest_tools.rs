@@ -17,6 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::common;
 use airlock::{CallOutcome, CallRequest, Runtime, Status};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -406,4 +407,25 @@ async fn sandbox_blocks_apply_patch_through_a_symlink() {
     assert_tool_error(&outcome, 2);
     assert!(outcome.stderr.text().contains("symbolic link"), "{}", outcome.stderr.text());
     assert!(!outside.path().join("planted.txt").exists());
+}
+
+/// The guest tools' own unit tests (their logic, on the host target), so that the one
+/// test command covers them too.
+#[test]
+fn guest_tool_unit_tests_pass() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["test", "--locked", "--quiet", "--manifest-path"])
+        .arg(common::repo().join("guest-tools/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-tools-host"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "guest-tools unit tests failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -1,0 +1,238 @@
+//! Benchmark of the spine (issue 2): what one tool call costs through the whole pipeline
+//! (policy evaluation, wasm backend, audit append), against the floor of the same module
+//! run by bare wasmtime, measured in the same run.
+//!
+//! Prints, for a trivial guest tool (a WASI module whose `_start` returns at once):
+//! - a warm `Runtime::call` with `fsync = "off"` (p50, p99);
+//! - the floor: bare wasmtime `InstancePre` instantiate + `_start` of the same module, with
+//!   wasmtime's default allocator and with the pooling allocator (the faster is the floor);
+//! - spawning `airlock run` per call (a fresh process: policy load, engine, disk cache);
+//! - throughput with `fsync = "batch"` and 64 concurrent callers;
+//! - for scale, a real guest tool (`wc` on a small file) through `Runtime::call`.
+//!
+//! Run: `cargo bench --bench call`. The machine is shared and noisy: read medians and
+//! ratios, not single times.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use airlock::{CallRequest, Runtime, audit::Fsync};
+use serde_json::json;
+
+/// A trivial guest tool: exports its memory and returns from `_start`.
+const NOOP_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+const WARM_CALLS: usize = 5_000;
+const FLOOR_CALLS: usize = 5_000;
+const SPAWNS: usize = 40;
+const CONCURRENT_CALLERS: usize = 64;
+const BATCH_CALLS: usize = 20_000;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let setup = Setup::new(temp.path())?;
+    println!("airlock call benchmark ({} warm calls, 2 worker threads)\n", WARM_CALLS);
+
+    // 1. The pipeline with fsync off.
+    let off = setup.runtime(Fsync::Off, "audit-off.jsonl")?;
+    let noop = |ws: &Path| CallRequest::new("agent", "noop", ws);
+    for _ in 0..200 {
+        assert!(off.call(noop(&setup.workspace)).await?.is_ok());
+    }
+    let mut pipeline = Vec::with_capacity(WARM_CALLS);
+    for _ in 0..WARM_CALLS {
+        let started = Instant::now();
+        let outcome = off.call(noop(&setup.workspace)).await?;
+        pipeline.push(started.elapsed());
+        assert!(outcome.is_ok());
+    }
+
+    // 2. The floor: bare wasmtime, same module.
+    let floor_default = floor(&setup.module, false).await?;
+    let floor_pooled = floor(&setup.module, true).await?;
+
+    // 3. A real guest tool, for scale.
+    let mut wc = Vec::with_capacity(1000);
+    let wc_request = || CallRequest::new("agent", "wc", &setup.workspace).arguments(json!({ "path": "small.txt" }));
+    assert!(off.call(wc_request()).await?.is_ok());
+    for _ in 0..1000 {
+        let started = Instant::now();
+        let outcome = off.call(wc_request()).await?;
+        wc.push(started.elapsed());
+        assert!(outcome.is_ok());
+    }
+    off.close().await?;
+
+    // 4. Group commit under 64 concurrent callers.
+    let batch = Arc::new(setup.runtime(Fsync::Batch, "audit-batch.jsonl")?);
+    assert!(batch.call(noop(&setup.workspace)).await?.is_ok());
+    let issued = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..CONCURRENT_CALLERS {
+        let (batch, issued, workspace) = (batch.clone(), issued.clone(), setup.workspace.clone());
+        callers.push(tokio::spawn(async move {
+            while issued.fetch_add(1, Ordering::Relaxed) < BATCH_CALLS {
+                let outcome = batch.call(CallRequest::new("agent", "noop", &workspace)).await?;
+                anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for caller in callers {
+        caller.await??;
+    }
+    let batch_elapsed = started.elapsed();
+    let throughput = BATCH_CALLS as f64 / batch_elapsed.as_secs_f64();
+    let stats = batch.audit().stats();
+
+    // 5. Spawning `airlock run` per call.
+    let mut spawns = Vec::with_capacity(SPAWNS);
+    for i in 0..=SPAWNS {
+        let started = Instant::now();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["run", "noop", "--caller", "agent", "--workspace"])
+            .arg(&setup.workspace)
+            .arg("--policies")
+            .arg(&setup.policies)
+            .arg("--audit")
+            .arg(temp.path().join("audit-spawn.jsonl"))
+            .env("XDG_CACHE_HOME", temp.path().join("cache"))
+            .status()?;
+        anyhow::ensure!(status.success(), "airlock run failed: {status}");
+        if i > 0 {
+            // The first spawn fills the disk cache.
+            spawns.push(started.elapsed());
+        }
+    }
+
+    let (p50, p99) = (percentile(&mut pipeline, 0.50), percentile(&mut pipeline, 0.99));
+    let floor_default_p50 = percentile(&mut floor_default.clone(), 0.50);
+    let floor_pooled_p50 = percentile(&mut floor_pooled.clone(), 0.50);
+    let floor_p50 = floor_default_p50.min(floor_pooled_p50);
+    let ratio = p50.as_secs_f64() / floor_p50.as_secs_f64();
+    let spawn_p50 = percentile(&mut spawns, 0.50);
+    println!("{:<58} {:>10} {:>10}", "", "p50", "p99");
+    row("Runtime::call, trivial tool, fsync=off (incl. audit)", p50, Some(p99));
+    row("floor: bare wasmtime InstancePre+_start, default alloc", floor_default_p50, None);
+    row("floor: bare wasmtime InstancePre+_start, pooling alloc", floor_pooled_p50, None);
+    row("Runtime::call, wc on a 2 KiB file, fsync=off", percentile(&mut wc, 0.50), Some(percentile(&mut wc, 0.99)));
+    row("spawn `airlock run` per call (warm disk cache)", spawn_p50, None);
+    println!();
+    println!("pipeline / floor (faster of the two):  {ratio:.2}x");
+    println!("spawn per call / in-process call:      {:.0}x", spawn_p50.as_secs_f64() / p50.as_secs_f64());
+    println!(
+        "fsync=batch, {CONCURRENT_CALLERS} concurrent callers: {throughput:.0} calls/s ({BATCH_CALLS} calls in {:.2} s, {} fsyncs)",
+        batch_elapsed.as_secs_f64(),
+        stats.syncs
+    );
+    println!();
+    verdict("p50 <= 100 us with fsync=off", p50 <= Duration::from_micros(100));
+    verdict("p50 <= 4x the bare-wasmtime floor", ratio <= 4.0);
+    verdict(">= 5,000 calls/s with fsync=batch and 64 callers", throughput >= 5_000.0);
+    Ok(())
+}
+
+/// A policy directory with the shipped designations and callers plus a `noop` tool and
+/// the shipped `wc`, and a workspace.
+struct Setup {
+    policies: PathBuf,
+    workspace: PathBuf,
+    module: Vec<u8>,
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new(root: &Path) -> anyhow::Result<Setup> {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let policies = root.join("policies");
+        std::fs::create_dir_all(policies.join("tools"))?;
+        for file in ["designations.toml", "callers.toml", "audit.toml"] {
+            std::fs::copy(shipped.join(file), policies.join(file))?;
+        }
+        let module = wat::parse_str(NOOP_WAT)?;
+        std::fs::write(root.join("noop.wasm"), &module)?;
+        std::fs::write(
+            policies.join("tools/noop.toml"),
+            format!(
+                "name = \"noop\"\n\
+                 description = \"Does nothing: the benchmark's trivial guest tool.\"\n\
+                 justification = \"No files, no env, no network: it only measures the call path.\"\n\
+                 categories = [\"read\"]\n\
+                 [backend]\nwasm = \"../noop.wasm\"\nsha256 = \"{}\"\n\
+                 [input]\ntype = \"object\"\nadditionalProperties = false\n",
+                airlock::policy::sha256_hex(&module)
+            ),
+        )?;
+        let wc = std::fs::read_to_string(shipped.join("tools/wc.toml"))?;
+        let wc_module = shipped.join("../guest-tools/wasm/wc.wasm").canonicalize()?;
+        std::fs::write(
+            policies.join("tools/wc.toml"),
+            wc.replace("../guest-tools/wasm/wc.wasm", &wc_module.to_string_lossy()),
+        )?;
+        let workspace = root.join("workspace");
+        std::fs::create_dir_all(&workspace)?;
+        std::fs::write(workspace.join("small.txt"), "the quick brown fox jumps over the lazy dog\n".repeat(46))?;
+        Ok(Setup { policies, workspace, module, root: root.to_path_buf() })
+    }
+
+    fn runtime(&self, fsync: Fsync, audit: &str) -> anyhow::Result<Runtime> {
+        Ok(Runtime::builder(&self.policies)
+            .audit_path(self.root.join(audit))
+            .fsync(fsync)
+            .cache_dir(Some(self.root.join("cache")))
+            .build()?)
+    }
+}
+
+/// Bare wasmtime: `InstancePre::instantiate_async` + `_start` per call, a minimal WASI
+/// context, no fuel, epochs, limits or capture.
+async fn floor(module: &[u8], pooling: bool) -> anyhow::Result<Vec<Duration>> {
+    let mut config = wasmtime::Config::new();
+    if pooling {
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
+    }
+    let engine = wasmtime::Engine::new(&config)?;
+    let mut linker = wasmtime::Linker::<wasmtime_wasi::p1::WasiP1Ctx>::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)?;
+    let pre = linker.instantiate_pre(&wasmtime::Module::new(&engine, module)?)?;
+    let mut times = Vec::with_capacity(FLOOR_CALLS);
+    for i in 0..FLOOR_CALLS + 200 {
+        let started = Instant::now();
+        let ctx = wasmtime_wasi::WasiCtxBuilder::new().args(&["noop"]).build_p1();
+        let mut store = wasmtime::Store::new(&engine, ctx);
+        let instance = pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call_async(&mut store, ()).await?;
+        if i >= 200 {
+            times.push(started.elapsed());
+        }
+    }
+    Ok(times)
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[index]
+}
+
+fn row(name: &str, p50: Duration, p99: Option<Duration>) {
+    let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+    println!("{name:<58} {:>10} {:>10}", us(p50), p99.map_or_else(String::new, us));
+}
+
+fn verdict(target: &str, met: bool) {
+    println!("target {target}: {}", if met { "met" } else { "MISSED" });
+}
