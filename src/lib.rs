@@ -15,7 +15,8 @@
 //!
 //! Imports point backwards along that line: [`policy`] never imports a backend, a backend
 //! sees only the [`policy::Grant`] it was given, [`audit`] sees the decision and the
-//! report, and nothing in the library imports the CLI.
+//! report, and nothing in the library imports the CLI. [`service`] (the socket and MCP
+//! over stdio) is a way in, like the CLI: it only calls [`Runtime`]; nothing imports it.
 //!
 //! An error anywhere before the backend runs is a denial with a reason, never a run with
 //! less isolation; a call whose audit record cannot be written is not reported as run.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod outcome;
 pub mod policy;
 pub mod runtime;
+pub mod service;
 
 pub use error::{Error, Result};
 pub use outcome::{CallOutcome, CallRequest, CapturedOutput, Limit, Status, Usage};

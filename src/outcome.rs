@@ -70,6 +70,9 @@ pub enum Status {
     LimitExceeded { limit: Limit },
     /// The guest trapped (a wasm trap, or a process killed by a signal).
     Trapped { trap: String },
+    /// The caller withdrew the call while it ran (MCP `notifications/cancelled`, a client
+    /// that disconnected, a service shutting down): the tool was stopped.
+    Cancelled,
 }
 
 impl Status {
@@ -81,6 +84,7 @@ impl Status {
             Status::Denied { .. } => "denied",
             Status::LimitExceeded { .. } => "limit-exceeded",
             Status::Trapped { .. } => "trapped",
+            Status::Cancelled => "cancelled",
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     backend::wasm::{Exit, RunReport, WasmBackend, WasmConfig},
     error::Result,
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
-    policy::{Decision, Evaluation, Grant, PolicySet, ToolInfo},
+    policy::{Decision, Evaluation, Grant, PolicyErrors, PolicySet, ToolInfo},
 };
 
 /// The caller name recorded for ad-hoc grants made by the operator at the CLI
@@ -167,10 +167,36 @@ impl Runtime {
         self.policies().tools_for(caller)
     }
 
+    /// Loads the policy directory again and puts the new set in force for the calls that
+    /// start from now on (calls already running keep the set they started with). On any
+    /// error the old set stays in force and every mistake found is returned.
+    ///
+    /// Only the policies are reloaded: the audit log's fsync mode and redaction patterns
+    /// (`audit.toml`) are read once, when the runtime is built.
+    pub fn reload(&self) -> Result<(), PolicyErrors> {
+        let root = self.policies().root().to_path_buf();
+        let fresh = Arc::new(PolicySet::load(&root)?);
+        match self.policies.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
     /// Runs one call through the whole pipeline. `Ok` carries the outcome of an allowed,
     /// denied or failed call alike; `Err` means the call could not be audited and its
     /// outcome is withheld.
     pub async fn call(&self, request: CallRequest) -> Result<CallOutcome> {
+        self.call_until(request, std::future::pending()).await
+    }
+
+    /// [`Runtime::call`], withdrawn when `cancelled` completes first: if the tool is
+    /// running then, it is stopped (its backend future is dropped: a wasm guest stops at
+    /// once, its store and pool slot are freed) and the call is audited with
+    /// [`Status::Cancelled`]. A call cancelled before it starts still gets its record (the
+    /// decision is made and written either way); the audit append itself is never
+    /// interrupted, so a call has exactly one record whenever `cancelled` fires.
+    pub async fn call_until(&self, request: CallRequest, cancelled: impl Future<Output = ()>) -> Result<CallOutcome> {
         let policies = self.policies();
         let evaluation = policies.evaluate(&request.caller, &request.tool, &request.arguments, &request.workspace);
         let mut entry = AuditEntry::new(
@@ -189,7 +215,7 @@ impl Runtime {
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
             None => match evaluation.grant {
-                Some(grant) => self.run(entry, grant).await,
+                Some(grant) => self.run(entry, grant, cancelled).await,
                 None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await,
             },
         }
@@ -207,11 +233,17 @@ impl Runtime {
         );
         entry.tool_sha256 = grant.program_sha256().map(str::to_string);
         entry.workspace = grant.mounts.first().map(|m| m.host.clone());
-        self.run(entry, grant).await
+        self.run(entry, grant, std::future::pending()).await
     }
 
-    /// Runs an allowed call: guard checks, backend, audit.
-    async fn run(&self, mut entry: AuditEntry, grant: Grant) -> Result<CallOutcome> {
+    /// Runs an allowed call: guard checks, backend (unless `cancelled` completes first),
+    /// audit.
+    async fn run(
+        &self,
+        mut entry: AuditEntry,
+        grant: Grant,
+        cancelled: impl Future<Output = ()>,
+    ) -> Result<CallOutcome> {
         entry.env = grant.env.clone();
         entry.backend = Some("wasm".into());
         if let Some(reason) = self.exposes_guarded_path(&grant) {
@@ -219,11 +251,29 @@ impl Runtime {
         }
         // A call that could not be audited must not run: check the log before, not after.
         self.audit.check()?;
-        let outcome = match self.wasm.run(&grant).await {
-            Ok(report) => outcome_of(report),
-            Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+        // Only the backend is raced against `cancelled` (checked first, so a call withdrawn
+        // before it starts never starts); the record below always completes.
+        let finished = tokio::select! {
+            biased;
+            () = cancelled => None,
+            outcome = self.execute(&mut entry, &grant) => Some(outcome),
+        };
+        let outcome = match finished {
+            Some(outcome) => outcome,
+            None => {
+                entry.reasons.push("the caller cancelled the call; the tool was stopped, or never started".into());
+                cancelled_outcome()
+            }
         };
         self.record(entry, outcome).await
+    }
+
+    /// Runs the grant on its backend; dropping the future stops the tool.
+    async fn execute(&self, _entry: &mut AuditEntry, grant: &Grant) -> CallOutcome {
+        match self.wasm.run(grant).await {
+            Ok(report) => outcome_of(report),
+            Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+        }
     }
 
     /// Appends the call's record and stamps its sequence number on the outcome.
@@ -281,6 +331,12 @@ fn denied(reason: String) -> CallOutcome {
         audit_seq: 0,
         violations: Vec::new(),
     }
+}
+
+/// The outcome of a call withdrawn while it ran (what the tool wrote so far is dropped
+/// with its store).
+fn cancelled_outcome() -> CallOutcome {
+    CallOutcome { status: Status::Cancelled, ..denied(String::new()) }
 }
 
 /// The outcome of a call that ran, from the backend's report.

@@ -11,8 +11,10 @@
 
 mod audit;
 mod demo;
+mod mcp;
 mod policy;
 mod run;
+mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -57,6 +59,11 @@ enum Command {
     /// Verify, tail or query the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Serve tools on a Unix socket: JSON-RPC 2.0 with MCP's methods, one object per line,
+    /// callers known by their uid (SO_PEERCRED).
+    Serve(serve::ServeArgs),
+    /// Serve MCP on stdin/stdout: in this process, or relayed to `airlock serve`.
+    Mcp(mcp::McpArgs),
 }
 
 /// Where the policies are.
@@ -122,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => with_tokio(demo::demo(args)),
         Command::Policy(command) => with_tokio(policy::policy(command)),
         Command::Audit(command) => audit::audit(command),
+        Command::Serve(args) => with_tokio(serve::serve(args)),
+        Command::Mcp(args) => mcp::mcp(args),
     };
     match result {
         Ok(code) => code,

@@ -218,6 +218,7 @@ fn report(outcome: &CallOutcome, json: bool) -> anyhow::Result<ExitCode> {
             Status::Denied { reason } => eprintln!("airlock: denied: {reason}"),
             Status::LimitExceeded { limit } => eprintln!("airlock: stopped: {} limit exceeded", limit.name()),
             Status::Trapped { trap } => eprintln!("airlock: the tool trapped: {trap}"),
+            Status::Cancelled => eprintln!("airlock: the call was cancelled while it ran"),
         }
     }
     Ok(ExitCode::from(exit_code(outcome)))
@@ -232,5 +233,7 @@ pub fn exit_code(outcome: &CallOutcome) -> u8 {
         Status::Denied { .. } => EXIT_DENIED,
         Status::LimitExceeded { .. } => EXIT_LIMIT,
         Status::Trapped { .. } => EXIT_TRAPPED,
+        // As a shell reports a command interrupted by SIGINT.
+        Status::Cancelled => 130,
     }
 }
