@@ -4,7 +4,7 @@
 //! be written). A call that policy refuses is not an error: it is a [`crate::CallOutcome`]
 //! with a `denied` status and an audit record.
 
-use crate::{audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors};
+use crate::{approvals::ApprovalError, audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors};
 
 /// Everything the library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,8 @@ pub enum Error {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    #[error(transparent)]
+    Approvals(#[from] ApprovalError),
 }
 
 /// The library's result alias.
