@@ -4,7 +4,9 @@
 //! be written). A call that policy refuses is not an error: it is a [`crate::CallOutcome`]
 //! with a `denied` status and an audit record.
 
-use crate::{audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors, service::ServiceError};
+use crate::{
+    approvals::ApprovalError, audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors, service::ServiceError,
+};
 
 /// Everything the library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,8 @@ pub enum Error {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    #[error(transparent)]
+    Approvals(#[from] ApprovalError),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }

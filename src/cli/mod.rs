@@ -7,8 +7,10 @@
 //! Exit codes of `airlock run` and `airlock run-wasm`: the tool's own code when it ran to
 //! an exit; [`EXIT_LIMIT`] when a limit stopped it; [`EXIT_AIRLOCK`] when airlock itself
 //! failed (bad usage, policies that do not load, an audit log that cannot be written);
-//! [`EXIT_DENIED`] when the call was refused; [`EXIT_TRAPPED`] when the guest trapped.
+//! [`EXIT_DENIED`] when the call was refused; [`EXIT_TRAPPED`] when the guest trapped;
+//! [`EXIT_NEEDS_APPROVAL`] when it waits for a human's approval.
 
+mod approvals;
 mod audit;
 mod demo;
 mod mcp;
@@ -28,6 +30,8 @@ pub const EXIT_AIRLOCK: u8 = 125;
 pub const EXIT_DENIED: u8 = 126;
 /// The guest trapped (as a process killed by SIGABRT would).
 pub const EXIT_TRAPPED: u8 = 134;
+/// The call needs a human's approval and did not run yet: try again later (`EX_TEMPFAIL`).
+pub const EXIT_NEEDS_APPROVAL: u8 = 75;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +49,7 @@ enum Command {
     /// Run a tool defined in the policies, as a caller, in a workspace.
     ///
     /// Exit code: the tool's own; 124 a limit stopped it; 125 airlock failed; 126 the call
-    /// was denied; 134 the guest trapped.
+    /// was denied; 134 the guest trapped; 75 the call waits for a human's approval.
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
@@ -64,6 +68,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Serve MCP on stdin/stdout: in this process, or relayed to `airlock serve`.
     Mcp(mcp::McpArgs),
+    /// List, show, approve or deny the approvals calls are waiting for: through a running
+    /// `airlock serve` (--socket), or on the approvals directory itself (--state-dir).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 /// Where the policies are.
@@ -131,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Audit(command) => audit::audit(command),
         Command::Serve(args) => with_tokio(serve::serve(args)),
         Command::Mcp(args) => mcp::mcp(args),
+        Command::Approvals(args) => with_tokio(approvals::approvals(args)),
     };
     match result {
         Ok(code) => code,

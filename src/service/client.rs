@@ -1,4 +1,4 @@
-//! A small blocking client of the socket service, for the CLI (`airlock approvals ...`)
+//! A small async client of the socket service, for the CLI (`airlock approvals ...`)
 //! and tests: connect, `initialize` once, then request / response by id.
 //!
 //! Owns: the client side of the framing (one JSON object per line) and matching responses
@@ -7,13 +7,18 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Write},
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{
+        UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+};
 
 use super::{
     mcp::PROTOCOL_VERSIONS,
@@ -27,6 +32,8 @@ pub enum ClientError {
     Connect { path: PathBuf, source: std::io::Error },
     #[error("cannot talk to the airlock service: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the airlock service did not answer within {0:?}")]
+    Timeout(Duration),
     #[error("the airlock service closed the connection{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
     Closed { detail: Option<String> },
     #[error("the airlock service sent something that is not a JSON-RPC message: {0}")]
@@ -40,8 +47,9 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// A connection to `airlock serve`.
 pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    timeout: Option<Duration>,
     next_id: i64,
     initialized: Option<Value>,
     /// Responses read while waiting for another id.
@@ -52,14 +60,16 @@ pub struct Client {
 
 impl Client {
     /// Connects (without `initialize`; [`Client::call`] sends it first when needed).
-    pub fn connect(path: impl AsRef<Path>) -> Result<Client> {
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client> {
         let path = path.as_ref();
-        let stream =
-            UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
-        let writer = stream.try_clone()?;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+        let (reader, writer) = stream.into_split();
         Ok(Client {
-            reader: BufReader::new(stream),
+            reader: BufReader::new(reader),
             writer,
+            timeout: None,
             next_id: 1,
             initialized: None,
             responses: HashMap::new(),
@@ -67,15 +77,15 @@ impl Client {
         })
     }
 
-    /// Bounds how long one read may wait (`None`: forever, the default).
-    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.reader.get_ref().set_read_timeout(timeout)?;
-        Ok(())
+    /// Bounds how long [`Client::wait`] waits for one response (`None`: forever, the
+    /// default).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 
     /// Sends `initialize` with `meta` as its `_meta` (e.g. `{"airlock/workspace": DIR}`)
     /// and `notifications/initialized`; returns the result.
-    pub fn initialize(&mut self, meta: Value) -> Result<Value> {
+    pub async fn initialize(&mut self, meta: Value) -> Result<Value> {
         let mut params = json!({
             "protocolVersion": PROTOCOL_VERSIONS[0],
             "capabilities": {},
@@ -84,9 +94,9 @@ impl Client {
         if !meta.is_null() {
             params["_meta"] = meta;
         }
-        let id = self.send("initialize", params)?;
-        let result = self.wait(&id)?;
-        self.notify("notifications/initialized", Value::Null)?;
+        let id = self.send("initialize", params).await?;
+        let result = self.wait(&id).await?;
+        self.notify("notifications/initialized", Value::Null).await?;
         self.initialized = Some(result.clone());
         Ok(result)
     }
@@ -99,42 +109,51 @@ impl Client {
 
     /// Calls `method` and waits for its result; initializes first if needed. A JSON-RPC
     /// error is [`ClientError::Rpc`].
-    pub fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
         if self.initialized.is_none() && method != "initialize" {
-            self.initialize(Value::Null)?;
+            self.initialize(Value::Null).await?;
         }
-        let id = self.send(method, params)?;
-        self.wait(&id)
+        let id = self.send(method, params).await?;
+        self.wait(&id).await
     }
 
     /// Sends a request without waiting; returns its id (see [`Client::wait`]).
-    pub fn send(&mut self, method: &str, params: Value) -> Result<RequestId> {
+    pub async fn send(&mut self, method: &str, params: Value) -> Result<RequestId> {
         let id = RequestId::Number(self.next_id);
         self.next_id += 1;
         let mut message = json!({ "jsonrpc": JSONRPC, "id": id.to_value(), "method": method });
         if !params.is_null() {
             message["params"] = params;
         }
-        self.write(&message)?;
+        self.write(&message).await?;
         Ok(id)
     }
 
     /// Sends a notification.
-    pub fn notify(&mut self, method: &str, params: Value) -> Result<()> {
+    pub async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
         let mut message = json!({ "jsonrpc": JSONRPC, "method": method });
         if !params.is_null() {
             message["params"] = params;
         }
-        self.write(&message)
+        self.write(&message).await
     }
 
     /// Waits for the response to `id`.
-    pub fn wait(&mut self, id: &RequestId) -> Result<Value> {
+    pub async fn wait(&mut self, id: &RequestId) -> Result<Value> {
+        match self.timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, self.wait_untimed(id)).await.map_err(|_| ClientError::Timeout(limit))?
+            }
+            None => self.wait_untimed(id).await,
+        }
+    }
+
+    async fn wait_untimed(&mut self, id: &RequestId) -> Result<Value> {
         loop {
             if let Some(response) = self.responses.remove(id) {
                 return outcome_of(response);
             }
-            let message = self.read()?;
+            let message = self.read().await?;
             match message.get("id").and_then(RequestId::from_value) {
                 Some(other) if message.get("method").is_none() => {
                     self.responses.insert(other, message);
@@ -154,16 +173,28 @@ impl Client {
         std::mem::take(&mut self.notifications)
     }
 
-    fn write(&mut self, message: &Value) -> Result<()> {
-        let mut line = serde_json::to_vec(message).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        line.push(b'\n');
-        self.writer.write_all(&line)?;
+    /// Sends one raw line (a newline is added): for tests of malformed input.
+    pub async fn send_raw(&mut self, line: &[u8]) -> Result<()> {
+        self.writer.write_all(line).await?;
+        self.writer.write_all(b"\n").await?;
         Ok(())
     }
 
-    fn read(&mut self) -> Result<Value> {
+    /// Reads the next message, whatever it is (response or notification).
+    pub async fn next_message(&mut self) -> Result<Value> {
+        self.read().await
+    }
+
+    async fn write(&mut self, message: &Value) -> Result<()> {
+        let mut line = serde_json::to_vec(message).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        Ok(())
+    }
+
+    async fn read(&mut self) -> Result<Value> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
+        if self.reader.read_line(&mut line).await? == 0 {
             return Err(ClientError::Closed { detail: None });
         }
         serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{e}: {}", line.trim_end())))

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     connection::Connection,
+    peer::Identity,
     protocol::{
         APPROVAL_FAILED, FORBIDDEN, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_INITIALIZED,
         POLICY_REJECTED, RequestId, Response, RpcError, json_type,
@@ -23,6 +24,7 @@ use super::{
 };
 use crate::{
     CallOutcome, CallRequest, Status,
+    approvals::{ApprovalFilter, Verdict},
     audit::{self, AuditRecord},
     policy::{Caller, Decision, PolicySet, ToolInfo, ToolPolicy},
 };
@@ -33,6 +35,11 @@ pub const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-2
 
 /// The `tools/call` `_meta` key that names the call's session (default: the connection id).
 pub const SESSION_META: &str = "airlock/session";
+
+/// The `tools/call` `_meta` key: how long, in milliseconds, the caller will wait for a
+/// human's decision when the call needs approval (default 0: the pending approval's id
+/// comes back at once).
+pub const APPROVAL_WAIT_META: &str = "airlock/approvalWaitMs";
 
 /// The most audit records one `airlock/audit.tail` returns: bounds the response size.
 const MAX_TAIL: u64 = 10_000;
@@ -273,6 +280,18 @@ impl Connection {
                 ));
             }
         };
+        let approval_wait_ms = match meta.get(APPROVAL_WAIT_META) {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(ms) => Some(ms),
+                None => {
+                    return Err(fail(
+                        INVALID_PARAMS,
+                        format!("`_meta.{APPROVAL_WAIT_META}` must be a non-negative integer (milliseconds)"),
+                    ));
+                }
+            },
+        };
         let policies = self.service.runtime.policies();
         let caller = self.identity.caller(&policies).map_err(|reason| fail(FORBIDDEN, reason))?;
         let invalid = match policies.tool(&name) {
@@ -284,7 +303,8 @@ impl Connection {
             // A tool the caller may not use: the pipeline denies it (an ordinary outcome).
             Some(_) => None,
         };
-        let request = CallRequest::new(caller.name, name, workspace).arguments(arguments).session(session);
+        let mut request = CallRequest::new(caller.name, name, workspace).arguments(arguments).session(session);
+        request.approval_wait_ms = approval_wait_ms;
         Ok((request, invalid))
     }
 
@@ -310,12 +330,81 @@ impl Connection {
         match method {
             "airlock/audit.tail" => self.audit_tail(id, &params).await,
             "airlock/policy.reload" => self.policy_reload(id, &caller).await,
-            "airlock/approvals.list" | "airlock/approvals.get" | "airlock/approvals.decide" => {
-                // TODO(approvals merge): call `Runtime::approvals()` (list / get / decide) as
-                // the issue-4 contract fixes, once the `approvals` branch is merged here.
-                error(id, APPROVAL_FAILED, format!("{method}: this build of airlock has no approvals store yet"))
-            }
+            "airlock/approvals.list" => self.approvals_list(id, &params).await,
+            "airlock/approvals.get" => self.approvals_get(id, &params).await,
+            "airlock/approvals.decide" => self.approvals_decide(id, params, &caller).await,
             _ => error(id, METHOD_NOT_FOUND, format!("no method {method:?}")),
+        }
+    }
+
+    /// `airlock/approvals.list {state?}` -> `{approvals: [...]}` (default: pending).
+    async fn approvals_list(&self, id: &RequestId, params: &Map<String, Value>) -> Response {
+        let filter = match params.get("state") {
+            None | Some(Value::Null) => ApprovalFilter::default(),
+            Some(Value::String(state)) => match state.parse::<ApprovalFilter>() {
+                Ok(filter) => filter,
+                Err(message) => return error(id, INVALID_PARAMS, message),
+            },
+            Some(other) => {
+                return error(id, INVALID_PARAMS, format!("`state` must be a string, not {}", json_type(other)));
+            }
+        };
+        let approvals = self.service.runtime.approvals().clone();
+        match tokio::task::spawn_blocking(move || approvals.list(filter)).await {
+            Ok(list) => Response::result(id, json!({ "approvals": list })),
+            Err(join) => error(id, INTERNAL_ERROR, format!("listing the approvals failed: {join}")),
+        }
+    }
+
+    /// `airlock/approvals.get {id}` -> `{approval}`.
+    async fn approvals_get(&self, id: &RequestId, params: &Map<String, Value>) -> Response {
+        let approval_id = match params.get("id") {
+            Some(Value::String(approval_id)) => approval_id.clone(),
+            _ => return error(id, INVALID_PARAMS, "`id` (a string: the approval's id) is required"),
+        };
+        let approvals = self.service.runtime.approvals().clone();
+        match tokio::task::spawn_blocking(move || approvals.load(&approval_id)).await {
+            Ok(Ok(approval)) => Response::result(id, json!({ "approval": approval })),
+            Ok(Err(failure)) => error(id, APPROVAL_FAILED, failure.to_string()),
+            Err(join) => error(id, INTERNAL_ERROR, format!("reading the approval failed: {join}")),
+        }
+    }
+
+    /// `airlock/approvals.decide {id, verdict: "approve", uses?: N}` or
+    /// `{id, verdict: "deny", reason}` -> `{approval}`. The approver is the caller (and its
+    /// uid), as the connection's identity says.
+    async fn approvals_decide(&self, id: &RequestId, mut params: Map<String, Value>, caller: &Caller) -> Response {
+        let approval_id = match params.remove("id") {
+            Some(Value::String(approval_id)) => approval_id,
+            _ => return error(id, INVALID_PARAMS, "`id` (a string: the approval's id) is required"),
+        };
+        if params.get("verdict") == Some(&Value::String("approve".into())) && !params.contains_key("uses") {
+            params.insert("uses".into(), Value::from(1));
+        }
+        let verdict: Verdict = match serde_json::from_value(Value::Object(params)) {
+            Ok(verdict) => verdict,
+            Err(problem) => {
+                return error(
+                    id,
+                    INVALID_PARAMS,
+                    format!(
+                        "the decision must be {{\"verdict\": \"approve\", \"uses\": N}} or {{\"verdict\": \"deny\", \"reason\": TEXT}} ({problem})"
+                    ),
+                );
+            }
+        };
+        let approver = match &self.identity {
+            Identity::Peer(peer) => format!("{} (uid {})", caller.name, peer.uid),
+            Identity::Named(_) => caller.name.clone(),
+        };
+        let approvals = self.service.runtime.approvals().clone();
+        match tokio::task::spawn_blocking(move || approvals.decide(&approval_id, &approver, verdict)).await {
+            Ok(Ok(approval)) => {
+                tracing::info!(approval = %approval.id, state = ?approval.state, "approval decided");
+                Response::result(id, json!({ "approval": approval }))
+            }
+            Ok(Err(failure)) => error(id, APPROVAL_FAILED, failure.to_string()),
+            Err(join) => error(id, INTERNAL_ERROR, format!("deciding the approval failed: {join}")),
         }
     }
 
@@ -410,6 +499,10 @@ pub fn call_result(outcome: &CallOutcome) -> Value {
         Status::LimitExceeded { limit } => note(format!("[airlock: stopped: the {} limit was exceeded]", limit.name())),
         Status::Trapped { trap } => note(format!("[airlock: the tool trapped: {trap}]")),
         Status::Cancelled => note("[airlock: the call was cancelled]".into()),
+        Status::NeedsApproval { approval_id, expires_at } => note(format!(
+            "[airlock: this call needs a human's approval: pending approval {approval_id} (expires {expires_at}); \
+             once it is approved, make the same call again]"
+        )),
     }
     json!({
         "content": [{ "type": "text", "text": text }],
