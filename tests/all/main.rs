@@ -7,5 +7,6 @@ mod approvals;
 mod audit;
 mod guest_tools;
 mod policy;
+mod service;
 mod wasi_testsuite;
 mod wasm;
