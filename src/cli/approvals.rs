@@ -90,7 +90,7 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => Target::open_store(dir, args.approver.clone())?,
         None => {
             let socket = args.socket.clone().unwrap_or_else(service_client::default_socket_path);
-            Target::Socket(service_client::Client::connect(&socket).await?)
+            Target::Socket(Box::new(service_client::Client::connect(&socket).await?))
         }
     };
     match args.command {
@@ -125,7 +125,7 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
 /// Where the approvals are: the directory itself, or a service.
 enum Target {
     Store { approvals: Approvals, approver: String },
-    Socket(service_client::Client),
+    Socket(Box<service_client::Client>),
 }
 
 impl Target {

@@ -606,6 +606,39 @@ async fn a_call_needing_approval_runs_after_an_admin_approves_it_over_the_socket
         INVALID_PARAMS
     );
     assert_eq!(rpc_code(agent.call("airlock/approvals.get", json!({ "id": "no-such" })).await), APPROVAL_FAILED);
+
+    // A caller may wait for the decision (`_meta.airlock/approvalWaitMs`): approved meanwhile,
+    // the call runs; cancelled meanwhile, it is recorded as cancelled and the approval stays.
+    let waiting = agent
+        .send("tools/call", json!({ "name": "deploy-noop", "arguments": { "target": "qa" }, "_meta": { "airlock/approvalWaitMs": 60000 } }))
+        .await
+        .unwrap();
+    let mut admin = served.client().await;
+    let pending = loop {
+        let list = admin.call("airlock/approvals.list", json!({ "state": "pending" })).await.unwrap();
+        let found = list["approvals"].as_array().unwrap().iter().find(|a| a["arguments"]["target"] == "qa").cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let decided = admin
+        .call("airlock/approvals.decide", json!({ "id": pending["id"], "verdict": "approve", "uses": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(decided["approval"]["state"], "approved");
+    assert_eq!(status_kind(&agent.wait(&waiting).await.unwrap()), "ok", "the waiting call ran once approved");
+
+    let waiting = agent
+        .send("tools/call", json!({ "name": "deploy-noop", "arguments": { "target": "dev" }, "_meta": { "airlock/approvalWaitMs": 60000 } }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent.notify("notifications/cancelled", json!({ "requestId": waiting.to_value() })).await.unwrap();
+    let cancelled = agent.wait(&waiting).await.unwrap();
+    assert_eq!(status_kind(&cancelled), "cancelled");
+    let list = admin.call("airlock/approvals.list", json!({})).await.unwrap();
+    assert!(list["approvals"].as_array().unwrap().iter().any(|a| a["arguments"]["target"] == "dev"), "{list}");
 }
 
 // ---------------------------------------------------------------------------------------
