@@ -28,8 +28,11 @@ use super::{
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to the airlock service at {path}: {source}; is `airlock serve` running there (--socket)?")]
-    Connect { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot connect to the airlock service at {path}: {cause}; is it running? (start `airlock serve`, or name \
+         its socket with --socket PATH)"
+    )]
+    Connect { path: PathBuf, cause: std::io::Error },
     #[error("cannot talk to the airlock service: {0}")]
     Io(#[from] std::io::Error),
     #[error("the airlock service did not answer within {0:?}")]
@@ -64,7 +67,7 @@ impl Client {
         let path = path.as_ref();
         let stream = UnixStream::connect(path)
             .await
-            .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+            .map_err(|cause| ClientError::Connect { path: path.to_path_buf(), cause })?;
         let (reader, writer) = stream.into_split();
         Ok(Client {
             reader: BufReader::new(reader),
