@@ -182,11 +182,10 @@ impl Connection {
         params: Map<String, Value>,
         stop: impl Future<Output = ()>,
     ) -> Response {
-        let request = match self.call_request(&params) {
-            Ok(request) => request,
-            Err(response) => return response(id),
+        let (request, invalid) = match self.call_request(&params) {
+            Ok(checked) => checked,
+            Err(problem) => return Response::error(Some(id), problem),
         };
-        let (request, invalid) = request;
         let runtime = &self.service.runtime;
         let slots = self.service.caller_slots(&request.caller);
         let mut stop = std::pin::pin!(stop);
@@ -217,14 +216,8 @@ impl Connection {
     /// The call a `tools/call` asks for, and the message of the -32602 error the client
     /// will get for it after it is audited (unknown tool, arguments that fail the schema),
     /// if any. `Err`: the params are unusable; the call does not reach the pipeline.
-    #[allow(clippy::type_complexity)]
-    fn call_request(
-        &self,
-        params: &Map<String, Value>,
-    ) -> Result<(CallRequest, Option<String>), Box<dyn FnOnce(&RequestId) -> Response + Send>> {
-        let fail = |code: i64, message: String| -> Box<dyn FnOnce(&RequestId) -> Response + Send> {
-            Box::new(move |id| error(id, code, message))
-        };
+    fn call_request(&self, params: &Map<String, Value>) -> Result<(CallRequest, Option<String>), RpcError> {
+        let fail = RpcError::new;
         let name = match params.get("name") {
             Some(Value::String(name)) => name.clone(),
             Some(other) => {
