@@ -21,11 +21,18 @@
 //!
 //! - **Identity**: the socket peer's uid (kernel credentials), mapped by callers.toml
 //!   `uids`; unmapped uids are `uid:N` under the default designation, or refused. A
-//!   `caller` in params is rejected (-32602).
+//!   `caller` in params is rejected (-32602). The `initialize` result's `_meta` says what
+//!   the service settled on: `airlock/caller`, `airlock/designation`, `airlock/admin`,
+//!   `airlock/session`, `airlock/workspace`.
 //! - **Workspace**: the service's `--workspace`, or one the client chooses with
 //!   `_meta["airlock/workspace"]` (on `initialize` for the connection, on `tools/call` for
 //!   one call) inside a `--workspace-root` (see [`workspace`]).
 //! - **Session**: the connection's id, unless `tools/call` sets `_meta["airlock/session"]`.
+//! - **Approvals**: a call that needs a human's approval returns at once with status
+//!   `needs-approval` and the pending approval's id, unless `tools/call` sets
+//!   `_meta["airlock/approvalWaitMs"]`: then it waits that long for the decision (and holds
+//!   one of its caller's slots meanwhile). Admins decide with `airlock/approvals.decide`;
+//!   the approver recorded is the deciding connection's caller and uid.
 //! - **Concurrency**: requests on one connection run concurrently and are answered as they
 //!   finish. At most [`ServiceConfig::max_in_flight_per_connection`] requests may be open
 //!   on a connection (more get `BUSY` at once); at most
