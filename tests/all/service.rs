@@ -1148,6 +1148,73 @@ async fn load_1000_concurrent_connections_each_get_one_call_and_one_audit_record
     assert!(elapsed < Duration::from_secs(60), "the load test took {elapsed:?}");
 }
 
+/// Runs `airlock mcp ARGS` on pipes: initialize, a long call, its cancellation, a ping;
+/// returns every message it wrote before stdin was closed.
+fn stdio_cancel_round(fixture: &Fixture, args: &[&str]) -> Vec<Value> {
+    let mut child = Command::new(airlock_bin())
+        .arg("mcp")
+        .args(args)
+        .current_dir(&fixture.workspace)
+        .env("XDG_CACHE_HOME", shared_cache())
+        .env("XDG_STATE_HOME", fixture.root.path().join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let mut seen = Vec::new();
+    let mut until = |id: i64, seen: &mut Vec<Value>| loop {
+        let message = lines_rx.recv_timeout(Duration::from_secs(60)).expect("airlock mcp answered in time");
+        let done = message["id"] == id;
+        seen.push(message);
+        if done {
+            break;
+        }
+    };
+    writeln!(stdin, "{}", initialize_request(1)).unwrap();
+    until(1, &mut seen);
+    writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).unwrap();
+    writeln!(stdin, "{}", request(2, "tools/call", json!({ "name": "sleep", "arguments": { "ms": 60000 } }))).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    writeln!(
+        stdin,
+        "{}",
+        json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 2 } })
+    )
+    .unwrap();
+    // Give the cancelled call time to be recorded (and, wrongly, answered) before the ping.
+    std::thread::sleep(Duration::from_millis(500));
+    writeln!(stdin, "{}", request(3, "ping", json!({}))).unwrap();
+    until(3, &mut seen);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    seen
+}
+
+#[test]
+fn over_stdio_a_cancelled_call_gets_no_response_as_mcp_asks_in_process_and_relayed() {
+    let fixture = Fixture::new(CALLERS);
+    let (policies, audit) = (fixture.policies.to_str().unwrap(), fixture.audit.to_str().unwrap());
+    let seen = stdio_cancel_round(&fixture, &["--policies", policies, "--audit", audit, "--caller", "root-agent"]);
+    assert!(seen.iter().all(|m| m["id"] != 2), "in process: {seen:?}");
+    let record = fixture.wait_for_record(Duration::from_secs(10), |r| r.tool == "sleep");
+    assert_eq!(record.status(), Some("cancelled"));
+
+    let served = fixture.serve(&[]);
+    let seen = stdio_cancel_round(&fixture, &["--connect", served.socket.to_str().unwrap()]);
+    assert!(seen.iter().all(|m| m["id"] != 2), "relayed: {seen:?}");
+    let cancelled = fixture.records().iter().filter(|r| r.tool == "sleep" && r.status() == Some("cancelled")).count();
+    assert_eq!(cancelled, 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // A real MCP client: the Python `mcp` package.
 
