@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use airlock::{CallRequest, Runtime, service::client::Client};
+use airlock::{CallRequest, Runtime, service::client::AsyncClient};
 use serde_json::json;
 
 /// A trivial guest tool: exports its memory and returns from `_start`.
@@ -61,7 +61,7 @@ async fn bench() -> anyhow::Result<()> {
 
     // 2. Through `airlock serve`.
     let service = Service::start(&setup, temp.path())?;
-    let mut client = Client::connect(&service.socket).await?;
+    let mut client = AsyncClient::connect(&service.socket).await?;
     client.initialize(serde_json::Value::Null).await?;
     let params = json!({ "name": "noop", "arguments": {} });
     for _ in 0..WARMUP {
@@ -89,7 +89,7 @@ async fn bench() -> anyhow::Result<()> {
         let path = service.socket.clone();
         let params = params.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&path).await?;
+            let mut client = AsyncClient::connect(&path).await?;
             for _ in 0..CONCURRENT_CALLS / CONNECTIONS {
                 let result = client.call("tools/call", params.clone()).await?;
                 anyhow::ensure!(result["isError"] == false, "{result}");

@@ -90,7 +90,7 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => Target::open_store(dir, args.approver.clone())?,
         None => {
             let socket = args.socket.clone().unwrap_or_else(service_client::default_socket_path);
-            Target::Socket(Box::new(service_client::Client::connect(&socket).await?))
+            Target::Socket(service_client::Client::connect(&socket)?)
         }
     };
     match args.command {
@@ -125,7 +125,7 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
 /// Where the approvals are: the directory itself, or a service.
 enum Target {
     Store { approvals: Approvals, approver: String },
-    Socket(Box<service_client::Client>),
+    Socket(service_client::Client),
 }
 
 impl Target {
@@ -151,7 +151,7 @@ impl Target {
                 Ok((list.approvals, list.unreadable.iter().map(ToString::to_string).collect()))
             }
             Target::Socket(client) => {
-                let result = client.call("airlock/approvals.list", json!({ "state": filter })).await?;
+                let result = client.call("airlock/approvals.list", json!({ "state": filter }))?;
                 let list = result.get("approvals").cloned().unwrap_or(result);
                 let approvals = serde_json::from_value(list).context("the service's approval list is not readable")?;
                 Ok((approvals, Vec::new()))
@@ -162,7 +162,7 @@ impl Target {
     async fn get(&mut self, id: &str) -> anyhow::Result<Approval> {
         match self {
             Target::Store { approvals, .. } => Ok(approvals.load(id)?),
-            Target::Socket(client) => approval_of(client.call("airlock/approvals.get", json!({ "id": id })).await?),
+            Target::Socket(client) => approval_of(client.call("airlock/approvals.get", json!({ "id": id }))?),
         }
     }
 
@@ -172,7 +172,7 @@ impl Target {
             Target::Socket(client) => {
                 let mut params = serde_json::to_value(&verdict)?;
                 params["id"] = Value::from(id);
-                approval_of(client.call("airlock/approvals.decide", params).await?)
+                approval_of(client.call("airlock/approvals.decide", params)?)
             }
         }
     }

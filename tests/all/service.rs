@@ -22,7 +22,7 @@ use airlock::{
     audit::{AuditRecord, read_records},
     service::{
         Service, ServiceConfig,
-        client::{Client, ClientError},
+        client::{AsyncClient, ClientError},
         peer::Identity,
         protocol::{
             APPROVAL_FAILED, BUSY, FORBIDDEN, INVALID_PARAMS, INVALID_REQUEST, Incoming, METHOD_NOT_FOUND,
@@ -216,15 +216,15 @@ impl Served {
         Served { child, socket: fixture.socket.clone(), stderr }
     }
 
-    async fn client(&self) -> Client {
-        let mut client = Client::connect(&self.socket).await.unwrap();
+    async fn client(&self) -> AsyncClient {
+        let mut client = AsyncClient::connect(&self.socket).await.unwrap();
         client.set_timeout(Some(Duration::from_secs(60)));
         client.initialize(Value::Null).await.unwrap();
         client
     }
 
-    async fn raw(&self) -> Client {
-        let mut client = Client::connect(&self.socket).await.unwrap();
+    async fn raw(&self) -> AsyncClient {
+        let mut client = AsyncClient::connect(&self.socket).await.unwrap();
         client.set_timeout(Some(Duration::from_secs(30)));
         client
     }
@@ -287,7 +287,7 @@ fn status_kind(result: &Value) -> &str {
     result["structuredContent"]["status"]["kind"].as_str().unwrap()
 }
 
-async fn call(client: &mut Client, tool: &str, arguments: Value) -> Result<Value, ClientError> {
+async fn call(client: &mut AsyncClient, tool: &str, arguments: Value) -> Result<Value, ClientError> {
     client.call("tools/call", json!({ "name": tool, "arguments": arguments })).await
 }
 
@@ -700,7 +700,7 @@ async fn sigterm_lets_calls_finish_within_grace_then_cancels_flushes_and_removes
     assert_eq!(status_kind(&cancelled), "cancelled", "a call past the grace is cancelled");
     assert!(stopping.elapsed() >= Duration::from_millis(1800), "cancelled before the grace: {:?}", stopping.elapsed());
     // Its calls done, the connection is closed by the service.
-    assert!(matches!(slow.next_message().await, Err(ClientError::Closed { .. } | ClientError::Io(_))));
+    assert!(matches!(slow.next_message().await, Err(ClientError::Closed | ClientError::Io(_))));
 
     let status = served.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "{status}:\n{}", served.stderr());
@@ -824,7 +824,7 @@ async fn every_bad_input_gets_its_error_or_a_close_and_others_are_still_served()
     let error = long.next_message().await.unwrap();
     assert_eq!(error["error"]["code"], INVALID_REQUEST);
     assert!(error["error"]["message"].as_str().unwrap().contains("longer than"));
-    assert!(matches!(long.next_message().await, Err(ClientError::Closed { .. } | ClientError::Io(_))));
+    assert!(matches!(long.next_message().await, Err(ClientError::Closed | ClientError::Io(_))));
 
     // A line never finished: closed after the line timeout.
     let started = Instant::now();
@@ -860,7 +860,7 @@ async fn idle_connections_are_capped_and_a_freed_slot_is_reused() {
     let refusal = extra.next_message().await.unwrap();
     assert_eq!(refusal["error"]["code"], BUSY, "{refusal}");
     assert!(refusal["error"]["message"].as_str().unwrap().contains("too many connections"));
-    assert!(matches!(extra.next_message().await, Err(ClientError::Closed { .. } | ClientError::Io(_))));
+    assert!(matches!(extra.next_message().await, Err(ClientError::Closed | ClientError::Io(_))));
     // The open ones still work.
     assert_eq!(idle[0].call("ping", json!({})).await.unwrap(), json!({}));
     // Closing one frees a slot.
@@ -1102,7 +1102,7 @@ async fn load_1000_concurrent_connections_each_get_one_call_and_one_audit_record
     for _ in 0..CONNECTIONS {
         let (socket, barrier) = (served.socket.clone(), Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&socket).await.unwrap();
+            let mut client = AsyncClient::connect(&socket).await.unwrap();
             client.set_timeout(Some(Duration::from_secs(60)));
             let info = client.initialize(Value::Null).await.unwrap();
             let session = info["_meta"]["airlock/session"].as_str().unwrap().to_string();
@@ -1172,7 +1172,7 @@ fn stdio_cancel_round(fixture: &Fixture, args: &[&str]) -> Vec<Value> {
         }
     });
     let mut seen = Vec::new();
-    let mut until = |id: i64, seen: &mut Vec<Value>| loop {
+    let until = |id: i64, seen: &mut Vec<Value>| loop {
         let message = lines_rx.recv_timeout(Duration::from_secs(60)).expect("airlock mcp answered in time");
         let done = message["id"] == id;
         seen.push(message);
