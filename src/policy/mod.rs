@@ -26,8 +26,8 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
 pub use grant::{
-    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath, sha256_hex,
-    WorkspacePathError,
+    EnvGrants, FileGrants, Grant, GrantError, HostPath, JailGrant, Layer, Limits, Mount, Program, SeccompGrant,
+    WorkspacePath, WorkspacePathError, sha256_hex,
 };
 pub use invoke::InvokeError;
 
@@ -206,6 +206,7 @@ pub struct ToolPolicy {
     categories: Vec<String>,
     network: Vec<String>,
     program: Program,
+    jail: JailGrant,
     input_schema: Value,
     validator: jsonschema::Validator,
     invocation: Invocation,
@@ -245,16 +246,22 @@ impl ToolPolicy {
         &self.network
     }
 
-    /// What it runs (absolute module path and pinned sha256).
+    /// What it runs (a module, or an executable run in the process jail).
     pub fn program(&self) -> &Program {
         &self.program
     }
 
-    /// The pinned sha256 of its module.
-    pub fn sha256(&self) -> &str {
+    /// The pinned sha256 of its module or executable (`None`: an unpinned executable).
+    pub fn sha256(&self) -> Option<&str> {
         match &self.program {
-            Program::Wasm { sha256, .. } => sha256,
+            Program::Wasm { sha256, .. } => Some(sha256),
+            Program::Process { sha256, .. } => sha256.as_deref(),
         }
+    }
+
+    /// How the process jail isolates it (seccomp profile, best-effort layers).
+    pub fn jail(&self) -> &JailGrant {
+        &self.jail
     }
 
     /// The JSON Schema of its arguments.
@@ -300,14 +307,8 @@ impl ToolPolicy {
     }
 
     /// argv (after argv[0]) and stdin for arguments that passed [`ToolPolicy::check_arguments`].
-    pub fn render(
-        &self,
-        arguments: &Map<String, Value>,
-    ) -> Result<(Vec<String>, Vec<u8>), InvokeError> {
-        Ok((
-            self.invocation.argv(arguments)?,
-            self.invocation.stdin(arguments),
-        ))
+    pub fn render(&self, arguments: &Map<String, Value>) -> Result<(Vec<String>, Vec<u8>), InvokeError> {
+        Ok((self.invocation.argv(arguments)?, self.invocation.stdin(arguments)))
     }
 }
 
