@@ -474,6 +474,13 @@ fn ordinary_tools_run_under_the_default_profile() {
     if let Some(ended) = run_tool(default_filter(), &["sh", "-c", &gcc]) {
         assert_eq!(ended, Ended::Exit(0), "gcc");
     }
+    let rust = format!(
+        "cd {dir} && cargo new --quiet --offline --vcs none hello && cd hello && \
+         CARGO_TARGET_DIR={dir}/target cargo run --quiet --offline >out && grep -q Hello out"
+    );
+    if let Some(ended) = run_tool(default_filter(), &["sh", "-c", &rust]) {
+        assert_eq!(ended, Ended::Exit(0), "cargo and rustc");
+    }
     let node = "const fs = require('fs'); fs.readFileSync('/proc/self/status'); \
                 require('child_process').execFileSync('true'); \
                 fs.promises.readFile('/proc/self/status').then(() => process.exit(0))";

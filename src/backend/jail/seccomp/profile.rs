@@ -514,6 +514,13 @@ fn resolve_entry(
             "add `\"names\": [\"...\"]` with the syscalls it is for",
         ));
     }
+    if entry.name.is_some() && entry.names.is_some() {
+        errors.push(at.error(
+            "name",
+            "this rule has both `name` and `names`",
+            "move the `name` into the `names` list (Docker refuses both too)",
+        ));
+    }
     if names.iter().any(|name| name.is_empty()) {
         errors.push(at.error("names", "an empty syscall name", "remove the empty name"));
     }

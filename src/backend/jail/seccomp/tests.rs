@@ -468,12 +468,13 @@ fn meaningless_rules_are_all_reported_at_their_own_lines() {
      "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]},
     {"names": [], "action": "SCMP_ACT_ALLOW"},
     {"names": ["close"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "five"}},
-    {"names": ["open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}
+    {"names": ["open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000},
+    {"names": ["open"], "name": "close", "action": "SCMP_ACT_ALLOW"}
   ]
 }"#;
     let errors = profile_errors(text);
     let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-    assert_eq!(lines, vec![4, 5, 7, 9, 10, 11, 12], "{errors:#?}");
+    assert_eq!(lines, vec![4, 5, 7, 9, 10, 11, 12, 13], "{errors:#?}");
     assert!(errors[0].help.contains("remove `errnoRet`"));
     assert!(errors[1].message.contains("SCMP_ACT_NOTIFY"));
     assert!(errors[2].message.contains("never match"));
@@ -481,6 +482,7 @@ fn meaningless_rules_are_all_reported_at_their_own_lines() {
     assert!(errors[4].message.contains("names no syscall"));
     assert!(errors[5].help.contains("MAJOR.MINOR"));
     assert!(errors[6].help.contains("4095"));
+    assert!(errors[7].message.contains("both `name` and `names`"));
     let shown = SeccompError::Profile(crate::policy::PolicyErrors(errors)).to_string();
     assert!(shown.starts_with("bad.json:4:"), "{shown}");
 }
