@@ -5,4 +5,5 @@ mod common;
 
 mod audit;
 mod policy;
+mod seccomp;
 mod wasi_testsuite;

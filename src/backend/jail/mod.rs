@@ -13,11 +13,12 @@
 //! before its memory goes.
 //!
 //! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `landlock`,
-//! `cgroup`, `sys` (raw system calls for the child).
+//! `cgroup`, `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the child).
 
 mod cgroup;
 mod landlock;
 pub mod plan;
+pub mod seccomp;
 mod spawn;
 mod sys;
 
