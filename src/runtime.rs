@@ -77,11 +77,17 @@ impl RuntimeBuilder {
         let redact = Redactor::new(&settings.redact)?;
         let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
+        // Seccomp profiles are compiled once, now, so that a broken one stops the start
+        // and calls only look theirs up.
+        let jail = JailBackend::new();
+        for profile in policies.seccomp_profiles() {
+            jail.seccomp(profile)?;
+        }
         Ok(Runtime {
             policies: RwLock::new(Arc::new(policies)),
             audit,
             wasm,
-            jail: JailBackend::new(),
+            jail,
             guarded: guarded_paths(&self.policies, &self.audit_path, self.cache_dir.as_deref()),
         })
     }

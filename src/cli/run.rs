@@ -251,8 +251,12 @@ pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    // TODO(seccomp): give the grant the default profile (policies/seccomp/default.json)
-    // once the `seccomp` branch is merged. UNTIL THEN run-jail RUNS WITHOUT SECCOMP.
+    // The default seccomp profile of the policies, like any process tool that names none.
+    let policies = runtime.policies();
+    let Some(profile) = policies.seccomp_profile(airlock::backend::jail::seccomp::DEFAULT_PROFILE) else {
+        bail!("the policies in {} have no seccomp/default.json; run-jail needs it", policies.root().display());
+    };
+    grant.jail.seccomp = Some(profile.clone());
     let cwd = match &args.cwd {
         Some(cwd) => cwd.clone(),
         None => {

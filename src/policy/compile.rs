@@ -120,6 +120,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
             callers,
             audit,
             tools,
+            seccomp: seccomp_profiles,
         }),
         _ => {
             // By file, then by position: the order an editor's error list uses.

@@ -52,13 +52,14 @@ pub struct PolicySet {
     callers: CallerTable,
     audit: AuditSettings,
     tools: BTreeMap<String, ToolPolicy>,
+    seccomp: BTreeMap<String, SeccompGrant>,
 }
 
 impl PolicySet {
     /// Loads, validates and compiles every file under `dir`: `designations.toml`,
     /// `callers.toml`, `audit.toml` (optional) and `tools/*.toml` (the directory may be
-    /// empty or absent). Reads each tool's module to check its sha256. Other files (such
-    /// as `seccomp/*.json`) are ignored.
+    /// empty or absent). Reads each tool's module to check its sha256, and each seccomp
+    /// profile (`seccomp/*.json`) to digest it (the jail backend compiles them).
     ///
     /// Returns every mistake found, in every file, not just the first.
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
@@ -105,6 +106,16 @@ impl PolicySet {
     /// Every tool, by name.
     pub fn tools(&self) -> impl Iterator<Item = &ToolPolicy> {
         self.tools.values()
+    }
+
+    /// The seccomp profile `seccomp/NAME.json`, as loaded.
+    pub fn seccomp_profile(&self, name: &str) -> Option<&SeccompGrant> {
+        self.seccomp.get(name)
+    }
+
+    /// Every seccomp profile, by name.
+    pub fn seccomp_profiles(&self) -> impl Iterator<Item = &SeccompGrant> {
+        self.seccomp.values()
     }
 
     /// The audit settings (audit.toml, or the defaults when it is absent).

@@ -40,11 +40,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, unix::AsyncFd};
 
 use crate::{
     outcome::{CapturedOutput, Limit, Usage},
-    policy::{Grant, Layer, Program},
+    policy::{Grant, Layer, Program, SeccompGrant},
 };
+use seccomp::{CompiledSeccomp, SeccompProfile};
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
 use plan::{HostLayout, PlanError};
-use spawn::{ChildArgs, ChildFds, ChildPlan, ChildStack, CStringArray, SetUpFailure, Step};
+use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step};
 
 /// How often the CPU time of the whole tree is checked against the limit (rlimits bound
 /// each process; this bounds a tree that forks to spread its work).
@@ -68,6 +69,8 @@ pub enum JailError {
          backend.best_effort to run without it)"
     )]
     LayerUnavailable { layer: &'static str, reason: String },
+    #[error("seccomp profile {name}: {reason}")]
+    Seccomp { name: String, reason: String },
     #[error("cannot plan the jail's root: {0}")]
     Plan(#[from] PlanError),
     #[error("{0}")]
@@ -141,6 +144,8 @@ pub struct JailBackend {
     uid: u32,
     gid: u32,
     verified: Mutex<HashMap<PathBuf, (FileIdentity, String)>>,
+    /// Compiled profiles by (file, sha256): compiled once, cheap to clone.
+    seccomp: Mutex<HashMap<(PathBuf, String), CompiledSeccomp>>,
 }
 
 impl std::fmt::Debug for JailBackend {
@@ -167,7 +172,35 @@ impl JailBackend {
             uid,
             gid,
             verified: Mutex::new(HashMap::new()),
+            seccomp: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The compiled form of a seccomp profile: from the cache, or loaded, checked against
+    /// the digest the policy recorded, compiled and cached. The runtime calls this for
+    /// every profile when the policy loads, so calls only look it up.
+    pub fn seccomp(&self, profile: &SeccompGrant) -> Result<CompiledSeccomp, JailError> {
+        let key = (profile.path.clone(), profile.sha256.clone());
+        if let Some(compiled) = self.seccomp.lock().ok().and_then(|cache| cache.get(&key).cloned()) {
+            return Ok(compiled);
+        }
+        let error = |reason: String| JailError::Seccomp { name: profile.name.clone(), reason };
+        let bytes = std::fs::read(&profile.path).map_err(|e| error(format!("cannot read {}: {e}", profile.path.display())))?;
+        let actual = crate::policy::sha256_hex(&bytes);
+        if actual != profile.sha256 {
+            return Err(error(format!(
+                "{} changed since the policy was loaded (sha256 {actual}, loaded {}); reload the policy",
+                profile.path.display(),
+                profile.sha256
+            )));
+        }
+        let compiled = SeccompProfile::load(&profile.path)
+            .and_then(|p| p.compile())
+            .map_err(|e| error(e.to_string()))?;
+        if let Ok(mut cache) = self.seccomp.lock() {
+            cache.insert(key, compiled.clone());
+        }
+        Ok(compiled)
     }
 
     /// The Landlock ABI in use (`None`: the kernel has none).
@@ -220,9 +253,7 @@ impl JailBackend {
         offer(Layer::Capabilities, Ok(()))?;
         offer(Layer::NoNewPrivs, Ok(()))?;
         offer(Layer::CloseFds, Ok(()))?;
-        // TODO(seccomp): until the `seccomp` branch is merged the jail installs NO seccomp
-        // filter: the layer is left out of every call (and of its audit record) whatever
-        // the policy says. Remove this once `CompiledSeccomp::apply` is wired into spawn.
+        offer(Layer::Seccomp, if grant.jail.seccomp.is_some() { Ok(()) } else { Err("the grant names no seccomp profile".into()) })?;
         Ok(layers)
     }
 
@@ -304,6 +335,16 @@ impl JailBackend {
             ),
             _ => None,
         };
+        let seccomp = match grant.jail.seccomp.as_ref().filter(|_| has(Layer::Seccomp)) {
+            Some(profile) => {
+                let compiled = self.seccomp(profile)?;
+                Some(SeccompPlan::new(&compiled).ok_or_else(|| JailError::Seccomp {
+                    name: profile.name.clone(),
+                    reason: "a BPF program is too long".into(),
+                })?)
+            }
+            None => None,
+        };
         let plan = Box::new(ChildPlan {
             root,
             rlimits,
@@ -313,6 +354,7 @@ impl JailBackend {
             envp: CStringArray::new(envp),
             clear_groups: self.uid == 0,
             cgroup_namespace: has(Layer::CgroupNamespace),
+            seccomp,
         });
 
         let resource = |what: &'static str| move |source| JailError::Resource { what, source };

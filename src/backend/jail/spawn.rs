@@ -20,6 +20,7 @@ use std::{
 
 use super::{
     plan::{MountOp, RootPlan, attr},
+    seccomp::CompiledSeccomp,
     sys,
 };
 
@@ -188,6 +189,33 @@ impl CStringArray {
     }
 }
 
+/// A compiled seccomp profile as the child installs it: one `sock_fprog` per BPF program,
+/// pointing into the compiled programs this value keeps alive.
+#[derive(Debug)]
+pub struct SeccompPlan {
+    _compiled: CompiledSeccomp,
+    programs: Vec<libc::sock_fprog>,
+    flags: u64,
+}
+
+// SAFETY: the sock_fprog pointers point into the instructions owned (through an Arc) by
+// `_compiled`, which this value keeps and nobody mutates.
+unsafe impl Send for SeccompPlan {}
+// SAFETY: see Send: read-only.
+unsafe impl Sync for SeccompPlan {}
+
+impl SeccompPlan {
+    /// The programs of `compiled`, ready to install. `None` when one is too long for BPF.
+    pub fn new(compiled: &CompiledSeccomp) -> Option<SeccompPlan> {
+        let mut programs = Vec::new();
+        for instructions in compiled.programs() {
+            let len = u16::try_from(instructions.len()).ok()?;
+            programs.push(libc::sock_fprog { len, filter: instructions.as_ptr().cast_mut() });
+        }
+        Some(SeccompPlan { _compiled: compiled.clone(), programs, flags: compiled.install_flags() })
+    }
+}
+
 /// Everything the child does, decided by the parent.
 #[derive(Debug)]
 pub struct ChildPlan {
@@ -208,6 +236,8 @@ pub struct ChildPlan {
     pub clear_groups: bool,
     /// Enter a new cgroup namespace once in the call's cgroup.
     pub cgroup_namespace: bool,
+    /// The seccomp filters, installed last.
+    pub seccomp: Option<SeccompPlan>,
 }
 
 /// The child's descriptors (inherited: the child has a copy of the parent's table).
@@ -457,9 +487,12 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds) -> SetUpFailure {
     // 9. Descriptors.
     step!(Step::CloseFds, 0, sys::cloexec_from(3));
 
-    // 10. seccomp.
-    // TODO(seccomp): install the grant's compiled profile here, for every thread, once the
-    // `seccomp` branch is merged. UNTIL THEN NO SECCOMP FILTER IS INSTALLED.
+    // 10. seccomp, for every thread (TSYNC; this process has one).
+    if let Some(seccomp) = &plan.seccomp {
+        for (index, program) in seccomp.programs.iter().enumerate() {
+            step!(Step::Seccomp, index, sys::seccomp_filter(seccomp.flags, program));
+        }
+    }
 
     // 11. exec.
     let errno = if fds.executable >= 0 {

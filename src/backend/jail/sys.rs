@@ -317,6 +317,16 @@ pub fn landlock_restrict_self(ruleset: i32) -> Result<(), Errno> {
     sys!(libc::SYS_landlock_restrict_self, ruleset as usize, 0).map(drop)
 }
 
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, program)`. A positive result (the id of a
+/// thread that could not be synchronised under TSYNC) is an error too.
+pub fn seccomp_filter(flags: u64, program: &libc::sock_fprog) -> Result<(), Errno> {
+    match sys!(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER as usize, flags as usize, program as *const libc::sock_fprog as usize) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(libc::ESRCH),
+        Err(errno) => Err(errno),
+    }
+}
+
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: every descriptor from `first` up is
 /// closed by the next successful `execve`.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {

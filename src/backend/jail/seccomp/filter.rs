@@ -206,6 +206,12 @@ impl CompiledSeccomp {
         self.inner.programs.iter().map(|p| p.instructions.as_slice())
     }
 
+    /// The `SECCOMP_FILTER_FLAG_*` flags every program is installed with (for a caller
+    /// that installs the programs itself with raw system calls, as the jail's child does).
+    pub fn install_flags(&self) -> libc::c_ulong {
+        self.inner.flags
+    }
+
     /// What each program is for, in install order.
     pub fn program_purposes(&self) -> impl Iterator<Item = &str> {
         self.inner.programs.iter().map(|p| p.purpose.as_str())
