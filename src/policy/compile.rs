@@ -1178,7 +1178,7 @@ fn compile_backend(
             if backend.sha256.is_none() {
                 errors.push(source.error_at(
                     wasm.span(),
-                    "a wasm module needs its sha256 pinned",
+                    "missing field `sha256`: a wasm module needs its sha256 pinned",
                     "add sha256 = \"...\" to [backend] (the output of `sha256sum MODULE.wasm`)",
                 ));
             }

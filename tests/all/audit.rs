@@ -32,6 +32,7 @@ fn outcome(status: Status, exit_code: Option<i32>, stdout: &[u8]) -> CallOutcome
     CallOutcome {
         status,
         exit_code,
+        signal: None,
         stdout: CapturedOutput {
             bytes: stdout.to_vec(),
             total_bytes: stdout.len() as u64 + 10,

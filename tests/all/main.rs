@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod jail;
 mod policy;
 mod seccomp;
 mod wasi_testsuite;

@@ -75,7 +75,11 @@ pub struct CallCgroup {
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn open_r(path: &Path) -> io::Result<File> {
@@ -112,7 +116,8 @@ impl Cgroups {
             Some(base) => Hierarchy::V2 { base },
             None => {
                 let root = Path::new("/sys/fs/cgroup");
-                let dirs: Vec<PathBuf> = ["memory", "pids", "cpuacct"].iter().map(|h| root.join(h).join(AIRLOCK_DIR)).collect();
+                let dirs: Vec<PathBuf> =
+                    ["memory", "pids", "cpuacct"].iter().map(|h| root.join(h).join(AIRLOCK_DIR)).collect();
                 for (dir, name) in dirs.iter().zip(["memory", "pids", "cpuacct"]) {
                     if !root.join(name).join("cgroup.procs").exists() {
                         return Err(format!(
@@ -123,7 +128,10 @@ impl Cgroups {
                     if let Err(e) = std::fs::create_dir(dir)
                         && e.kind() != io::ErrorKind::AlreadyExists
                     {
-                        return Err(format!("cannot create {}: {e} (run as root, or delegate it to this user)", dir.display()));
+                        return Err(format!(
+                            "cannot create {}: {e} (run as root, or delegate it to this user)",
+                            dir.display()
+                        ));
                     }
                 }
                 let [memory, pids, cpuacct] = <[PathBuf; 3]>::try_from(dirs).map_err(|_| "unreachable".to_string())?;
@@ -160,11 +168,14 @@ impl Cgroups {
             let Ok(entries) = std::fs::read_dir(parent) else { continue };
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(pid) = name.strip_prefix("call-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok()) else {
+                let Some(pid) =
+                    name.strip_prefix("call-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+                else {
                     continue;
                 };
                 // SAFETY: kill with signal 0 only checks whether the process exists.
-                let alive = unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+                let alive = unsafe { libc::kill(pid, 0) } == 0
+                    || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
                 if !alive {
                     let _ = std::fs::remove_dir(entry.path());
                 }
@@ -191,7 +202,11 @@ impl Cgroups {
                 let memsw = memory.join("memory.memsw.limit_in_bytes");
                 (|| {
                     Ok(CallCgroup {
-                        procs: vec![open_rw(&memory.join("cgroup.procs"))?, open_rw(&pids.join("cgroup.procs"))?, open_rw(&cpuacct.join("cgroup.procs"))?],
+                        procs: vec![
+                            open_rw(&memory.join("cgroup.procs"))?,
+                            open_rw(&pids.join("cgroup.procs"))?,
+                            open_rw(&cpuacct.join("cgroup.procs"))?,
+                        ],
                         memory_max: open_rw(&memory.join("memory.limit_in_bytes"))?,
                         swap_max: if memsw.exists() { Some(open_rw(&memsw)?) } else { None },
                         memory_peak: open_rw(&memory.join("memory.max_usage_in_bytes"))?,

@@ -79,7 +79,10 @@ pub fn child_rules(abi: ABI) -> Vec<(CString, u64)> {
 /// and one rule per host path of the plan. Returns the ruleset's descriptor.
 pub fn ruleset(abi: ABI, paths: &[(PathBuf, Access)]) -> Result<OwnedFd, LandlockError> {
     let create = |e: landlock::RulesetError| LandlockError::Create(e.to_string());
-    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement).handle_access(AccessFs::from_all(abi)).map_err(create)?;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(create)?;
     let scopes = Scope::from_all(abi);
     if !scopes.is_empty() {
         ruleset = ruleset.scope(scopes).map_err(create)?;
@@ -89,7 +92,9 @@ pub fn ruleset(abi: ABI, paths: &[(PathBuf, Access)]) -> Result<OwnedFd, Landloc
         let rule_error = |reason: String| LandlockError::Rule { path: path.clone(), reason };
         let is_dir = Path::new(path).is_dir();
         let fd = PathFd::new(path).map_err(|e| rule_error(e.to_string()))?;
-        created = created.add_rule(PathBeneath::new(fd, access_rights(abi, *access, is_dir))).map_err(|e| rule_error(e.to_string()))?;
+        created = created
+            .add_rule(PathBeneath::new(fd, access_rights(abi, *access, is_dir)))
+            .map_err(|e| rule_error(e.to_string()))?;
     }
     let fd: Option<OwnedFd> = created.into();
     fd.ok_or_else(|| LandlockError::Create("the kernel returned no ruleset".into()))
@@ -103,13 +108,19 @@ mod tests {
     fn rights_grow_with_the_abi_and_files_get_file_rights_only() {
         let v1 = access_rights(ABI::V1, Access::ReadWrite, true);
         let v5 = access_rights(ABI::V5, Access::ReadWrite, true);
-        assert!(!v1.contains(AccessFs::Refer) && v5.contains(AccessFs::Refer | AccessFs::Truncate | AccessFs::IoctlDev));
+        assert!(
+            !v1.contains(AccessFs::Refer) && v5.contains(AccessFs::Refer | AccessFs::Truncate | AccessFs::IoctlDev)
+        );
         assert!(!v5.contains(AccessFs::MakeChar) && !v5.contains(AccessFs::MakeBlock));
         let read = access_rights(ABI::V5, Access::ReadExec, true);
         assert!(read.contains(AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::Execute));
         assert!(!read.contains(AccessFs::WriteFile) && !read.contains(AccessFs::MakeReg));
         let file = access_rights(ABI::V5, Access::ReadWrite, false);
-        assert!(!file.contains(AccessFs::MakeReg) && !file.contains(AccessFs::ReadDir) && file.contains(AccessFs::WriteFile));
+        assert!(
+            !file.contains(AccessFs::MakeReg)
+                && !file.contains(AccessFs::ReadDir)
+                && file.contains(AccessFs::WriteFile)
+        );
         let device = access_rights(ABI::V3, Access::Device, false);
         assert_eq!(device, AccessFs::ReadFile | AccessFs::WriteFile);
     }

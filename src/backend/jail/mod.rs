@@ -42,9 +42,9 @@ use crate::{
     outcome::{CapturedOutput, Limit, Usage},
     policy::{Grant, Layer, Program, SeccompGrant},
 };
-use seccomp::{CompiledSeccomp, SeccompProfile};
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
 use plan::{HostLayout, PlanError};
+use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step};
 
 /// How often the CPU time of the whole tree is checked against the limit (rlimits bound
@@ -185,7 +185,8 @@ impl JailBackend {
             return Ok(compiled);
         }
         let error = |reason: String| JailError::Seccomp { name: profile.name.clone(), reason };
-        let bytes = std::fs::read(&profile.path).map_err(|e| error(format!("cannot read {}: {e}", profile.path.display())))?;
+        let bytes =
+            std::fs::read(&profile.path).map_err(|e| error(format!("cannot read {}: {e}", profile.path.display())))?;
         let actual = crate::policy::sha256_hex(&bytes);
         if actual != profile.sha256 {
             return Err(error(format!(
@@ -194,9 +195,8 @@ impl JailBackend {
                 profile.sha256
             )));
         }
-        let compiled = SeccompProfile::load(&profile.path)
-            .and_then(|p| p.compile())
-            .map_err(|e| error(e.to_string()))?;
+        let compiled =
+            SeccompProfile::load(&profile.path).and_then(|p| p.compile()).map_err(|e| error(e.to_string()))?;
         if let Ok(mut cache) = self.seccomp.lock() {
             cache.insert(key, compiled.clone());
         }
@@ -245,15 +245,24 @@ impl JailBackend {
             Err(_) if optional(layer) => Ok(()),
             Err(reason) => Err(JailError::LayerUnavailable { layer: layer.name(), reason }),
         };
-        offer(Layer::CgroupNamespace, if self.cgroup_namespace { Ok(()) } else { Err("the kernel has no cgroup namespaces".into()) })?;
+        offer(
+            Layer::CgroupNamespace,
+            if self.cgroup_namespace { Ok(()) } else { Err("the kernel has no cgroup namespaces".into()) },
+        )?;
         offer(Layer::MinimalRoot, Ok(()))?;
-        offer(Layer::Landlock, self.landlock.map(drop).ok_or_else(|| "the kernel has no Landlock, or it is disabled".to_string()))?;
+        offer(
+            Layer::Landlock,
+            self.landlock.map(drop).ok_or_else(|| "the kernel has no Landlock, or it is disabled".to_string()),
+        )?;
         offer(Layer::Rlimits, Ok(()))?;
         offer(Layer::Cgroups, self.cgroups.as_ref().map(drop).map_err(Clone::clone))?;
         offer(Layer::Capabilities, Ok(()))?;
         offer(Layer::NoNewPrivs, Ok(()))?;
         offer(Layer::CloseFds, Ok(()))?;
-        offer(Layer::Seccomp, if grant.jail.seccomp.is_some() { Ok(()) } else { Err("the grant names no seccomp profile".into()) })?;
+        offer(
+            Layer::Seccomp,
+            if grant.jail.seccomp.is_some() { Ok(()) } else { Err("the grant names no seccomp profile".into()) },
+        )?;
         Ok(layers)
     }
 
@@ -331,7 +340,9 @@ impl JailBackend {
         };
         let mut cgroup = match (&self.cgroups, has(Layer::Cgroups)) {
             (Ok(cgroups), true) => Some(
-                cgroups.take(grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids).map_err(JailError::Cgroup)?,
+                cgroups
+                    .take(grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids)
+                    .map_err(JailError::Cgroup)?,
             ),
             _ => None,
         };
@@ -408,7 +419,7 @@ impl JailBackend {
         let Some((status, rusage)) = status else {
             return Err(JailError::Wait(io::Error::other("the process was not reaped")));
         };
-        let cpu_us = if cgroup_memory { usage.cpu_us } else { rusage_cpu_us(&rusage) };
+        let cpu_us = if cgroup_memory { usage.cpu_us.max(rusage_cpu_us(&rusage)) } else { rusage_cpu_us(&rusage) };
         let rusage_peak = u64::try_from(rusage.ru_maxrss).unwrap_or(0).saturating_mul(1024);
         let (exit, violations) = classify(status, killed_for, &usage, cpu_us, grant.limits.cpu_seconds);
         Ok(JailReport {
@@ -569,7 +580,8 @@ fn set_up_error(failure: SetUpFailure, jailed: &Jailed) -> JailError {
 
 /// CPU time from rusage, in microseconds.
 fn rusage_cpu_us(rusage: &libc::rusage) -> u64 {
-    let us = |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
+    let us =
+        |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
     us(rusage.ru_utime) + us(rusage.ru_stime)
 }
 
@@ -610,7 +622,9 @@ async fn supervise(
     mut cgroup: Option<&mut CallCgroup>,
 ) -> Result<(Outputs, Option<Limit>), JailError> {
     let wait_error = JailError::Wait;
-    let Some(pidfd) = jailed.pidfd.as_ref().map(|fd| fd.as_fd().try_clone_to_owned()).transpose().map_err(wait_error)? else {
+    let Some(pidfd) =
+        jailed.pidfd.as_ref().map(|fd| fd.as_fd().try_clone_to_owned()).transpose().map_err(wait_error)?
+    else {
         return Err(JailError::Wait(io::Error::other("no pidfd")));
     };
     // SAFETY: `pidfd` is an OwnedFd moved into the AsyncFd: it stays open and the same
@@ -698,7 +712,13 @@ fn set_nonblocking(fd: OwnedFd) -> Result<OwnedFd, JailError> {
 
 /// How the run ended, from its wait status, the limit the jail killed for, and the
 /// cgroup's counters; plus the violations observed.
-fn classify(status: i32, killed_for: Option<Limit>, usage: &CgroupUsage, cpu_us: u64, cpu_seconds: u64) -> (JailExit, Vec<String>) {
+fn classify(
+    status: i32,
+    killed_for: Option<Limit>,
+    usage: &CgroupUsage,
+    cpu_us: u64,
+    cpu_seconds: u64,
+) -> (JailExit, Vec<String>) {
     let mut violations = Vec::new();
     if usage.oom_kills > 0 {
         violations.push(format!("oom-kill: the memory limit killed {} process(es)", usage.oom_kills));
@@ -710,7 +730,9 @@ fn classify(status: i32, killed_for: Option<Limit>, usage: &CgroupUsage, cpu_us:
     if signal == Some(libc::SIGSYS) {
         violations.push("seccomp: the tool was killed by SIGSYS (a forbidden system call)".to_string());
     }
-    let cpu_spent = cpu_us >= cpu_seconds.saturating_mul(1_000_000);
+    // RLIMIT_CPU's SIGKILL comes at the limit by the scheduler's count; the cgroup's
+    // count lags it a little. Nothing else but the OOM killer sends SIGKILL in the jail.
+    let cpu_spent = cpu_us.saturating_mul(10) >= cpu_seconds.saturating_mul(1_000_000).saturating_mul(8);
     let exit = match (killed_for, signal) {
         (Some(limit), signal) => JailExit::Limit { limit, signal },
         (None, Some(libc::SIGXCPU)) => JailExit::Limit { limit: Limit::Cpu, signal },
@@ -751,9 +773,10 @@ mod tests {
             JailExit::Limit { limit: Limit::Wall, signal: Some(libc::SIGKILL) }
         );
         assert_eq!(
-            classify(libc::SIGKILL, None, &none, 10_000_000, 10).0,
+            classify(libc::SIGKILL, None, &none, 9_200_000, 10).0,
             JailExit::Limit { limit: Limit::Cpu, signal: Some(libc::SIGKILL) }
         );
+        assert_eq!(classify(libc::SIGKILL, None, &none, 1_000_000, 10).0, JailExit::Signal(libc::SIGKILL));
         let oom = CgroupUsage { oom_kills: 1, ..CgroupUsage::default() };
         let (exit, violations) = classify(libc::SIGKILL, None, &oom, 0, 10);
         assert_eq!(exit, JailExit::Limit { limit: Limit::Memory, signal: Some(libc::SIGKILL) });

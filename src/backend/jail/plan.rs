@@ -63,7 +63,8 @@ const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Directories the new root may be staged on before `pivot_root`: one that is neither a
 /// bind source nor under one nor above one, so that staging hides nothing the jail binds.
-const STAGING_CANDIDATES: [&str; 10] = ["/mnt", "/media", "/srv", "/opt", "/boot", "/run", "/home", "/var", "/tmp", "/root"];
+const STAGING_CANDIDATES: [&str; 10] =
+    ["/mnt", "/media", "/srv", "/opt", "/boot", "/run", "/home", "/var", "/tmp", "/root"];
 
 /// The root tmpfs's size: it holds only mount points, symlinks and the copied /etc files.
 const ROOT_TMPFS_OPTIONS: &str = "size=8m,nr_inodes=4096,mode=0755";
@@ -329,20 +330,21 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanErr
     // in the bound tree, or the bind fails and says so).
     let mut made: Vec<PathBuf> = vec![PathBuf::from("/")];
     let mut bound: Vec<PathBuf> = Vec::new();
-    let make_dirs = |ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, bound: &[PathBuf], dir: &Path| -> Result<(), PlanError> {
-        let mut partial = PathBuf::from("/");
-        for component in dir.components().skip(1) {
-            partial.push(component);
-            if bound.iter().any(|b| partial.starts_with(b)) {
-                return Ok(());
+    let make_dirs =
+        |ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, bound: &[PathBuf], dir: &Path| -> Result<(), PlanError> {
+            let mut partial = PathBuf::from("/");
+            for component in dir.components().skip(1) {
+                partial.push(component);
+                if bound.iter().any(|b| partial.starts_with(b)) {
+                    return Ok(());
+                }
+                if !made.contains(&partial) {
+                    ops.push(MountOp::Dir { path: at(&partial)? });
+                    made.push(partial.clone());
+                }
             }
-            if !made.contains(&partial) {
-                ops.push(MountOp::Dir { path: at(&partial)? });
-                made.push(partial.clone());
-            }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
 
     // System directories: read-only binds, or the symlinks they are.
     for (path, entry) in &layout.system {
@@ -436,7 +438,8 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanErr
     // read-only.
     let mut anchored: Vec<PathBuf> = Vec::new();
     for (target, _) in &protected {
-        let holder = binds.iter().map(|(t, _)| t).filter(|t| target.starts_with(t)).max_by_key(|t| t.components().count());
+        let holder =
+            binds.iter().map(|(t, _)| t).filter(|t| target.starts_with(t)).max_by_key(|t| t.components().count());
         let Some(holder) = holder else {
             // Not inside any granted mount: the tool cannot reach it anyway.
             continue;
@@ -515,7 +518,11 @@ mod tests {
             Mount { host: format!("{workspace}/out").into(), guest: "out".into(), writable: true },
             Mount { host: "/opt/cargo".into(), guest: "/opt/cargo".into(), writable: false },
         ];
-        grant.protected = vec![Mount { host: format!("{workspace}/out/a/tests").into(), guest: "out/a/tests".into(), writable: false }];
+        grant.protected = vec![Mount {
+            host: format!("{workspace}/out/a/tests").into(),
+            guest: "out/a/tests".into(),
+            writable: false,
+        }];
         grant
     }
 
@@ -530,23 +537,50 @@ mod tests {
         assert_eq!(plan.cwd.as_c_str(), c"/workspace");
         let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
         let rw = attr::NOSUID | attr::NODEV;
-        assert_eq!(plan.ops[0], MountOp::Tmpfs { target: c"/mnt".into(), options: ROOT_TMPFS_OPTIONS.try_into().unwrap() });
+        assert_eq!(
+            plan.ops[0],
+            MountOp::Tmpfs { target: c"/mnt".into(), options: CString::new(ROOT_TMPFS_OPTIONS).unwrap() }
+        );
         let usr = index(&plan.ops, &MountOp::Bind { source: c"/usr".into(), target: c"/mnt/usr".into(), attrs: ro });
         let bin = index(&plan.ops, &MountOp::Symlink { target: c"usr/bin".into(), path: c"/mnt/bin".into() });
-        let ws = index(&plan.ops, &MountOp::Bind { source: c"/home/u/ws".into(), target: c"/mnt/workspace".into(), attrs: ro });
-        let out = index(&plan.ops, &MountOp::Bind { source: c"/home/u/ws/out".into(), target: c"/mnt/workspace/out".into(), attrs: rw });
-        let cargo = index(&plan.ops, &MountOp::Bind { source: c"/opt/cargo".into(), target: c"/mnt/opt/cargo".into(), attrs: ro });
+        let ws = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/home/u/ws".into(), target: c"/mnt/workspace".into(), attrs: ro },
+        );
+        let out = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/home/u/ws/out".into(), target: c"/mnt/workspace/out".into(), attrs: rw },
+        );
+        let cargo = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/opt/cargo".into(), target: c"/mnt/opt/cargo".into(), attrs: ro },
+        );
         let anchor = index(&plan.ops, &MountOp::Rebind { target: c"/mnt/workspace/out/a".into(), attrs: rw });
         let tests = index(&plan.ops, &MountOp::Rebind { target: c"/mnt/workspace/out/a/tests".into(), attrs: ro });
-        let proc_ = index(&plan.ops, &MountOp::Proc { target: c"/mnt/proc".into(), options: c"hidepid=invisible".into() });
+        let proc_ =
+            index(&plan.ops, &MountOp::Proc { target: c"/mnt/proc".into(), options: c"hidepid=invisible".into() });
         assert!(usr < ws && bin < ws && ws < out && out < anchor && anchor < tests && tests < proc_ && cargo < tests);
         // /etc: a copy, a bind and a symlink; never the whole /etc.
-        assert!(plan.ops.iter().any(|op| matches!(op, MountOp::FileCopy { path, .. } if path.as_c_str() == c"/mnt/etc/passwd")));
-        index(&plan.ops, &MountOp::Bind { source: c"/etc/alternatives".into(), target: c"/mnt/etc/alternatives".into(), attrs: ro });
+        assert!(
+            plan.ops
+                .iter()
+                .any(|op| matches!(op, MountOp::FileCopy { path, .. } if path.as_c_str() == c"/mnt/etc/passwd"))
+        );
+        index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/etc/alternatives".into(), target: c"/mnt/etc/alternatives".into(), attrs: ro },
+        );
         assert!(!plan.ops.iter().any(|op| matches!(op, MountOp::Bind { source, .. } if source.as_c_str() == c"/etc")));
         // Devices are bound onto empty files, without exec.
         index(&plan.ops, &MountOp::EmptyFile { path: c"/mnt/dev/null".into() });
-        index(&plan.ops, &MountOp::Bind { source: c"/dev/null".into(), target: c"/mnt/dev/null".into(), attrs: attr::NOSUID | attr::NOEXEC });
+        index(
+            &plan.ops,
+            &MountOp::Bind {
+                source: c"/dev/null".into(),
+                target: c"/mnt/dev/null".into(),
+                attrs: attr::NOSUID | attr::NOEXEC,
+            },
+        );
         // Every directory is made before anything is mounted under it.
         let dir = index(&plan.ops, &MountOp::Dir { path: c"/mnt/workspace".into() });
         assert!(dir < ws);
@@ -582,7 +616,14 @@ mod tests {
 
     #[test]
     fn rlimits_follow_the_grant_and_never_exceed_the_hard_limit() {
-        let limits = Limits { cpu_seconds: 5, open_files: 1_000_000, pids: 32, file_size_mib: 2, memory_mib: 100, ..Limits::default() };
+        let limits = Limits {
+            cpu_seconds: 5,
+            open_files: 1_000_000,
+            pids: 32,
+            file_size_mib: 2,
+            memory_mib: 100,
+            ..Limits::default()
+        };
         let hard = |resource: u32| if resource == libc::RLIMIT_NOFILE { 4096 } else { u64::MAX };
         let with_cgroup = rlimits(&limits, true, &hard);
         assert!(with_cgroup.contains(&(libc::RLIMIT_CPU, 5)));

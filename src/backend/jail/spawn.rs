@@ -147,7 +147,8 @@ impl SetUpFailure {
     /// The 8 bytes the child writes to the report pipe.
     fn encode(self) -> [u8; 8] {
         let mut bytes = [0u8; 8];
-        let (step, index, errno) = ((self.step as u16).to_ne_bytes(), self.index.to_ne_bytes(), self.errno.to_ne_bytes());
+        let (step, index, errno) =
+            ((self.step as u16).to_ne_bytes(), self.index.to_ne_bytes(), self.errno.to_ne_bytes());
         bytes[0..2].copy_from_slice(&step);
         bytes[2..4].copy_from_slice(&index);
         bytes[4..8].copy_from_slice(&errno);
@@ -289,7 +290,14 @@ impl ChildStack {
         let size = STACK_SIZE + page;
         // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
         let base = unsafe {
-            libc::mmap(ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
         };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -518,7 +526,11 @@ fn apply(op: &MountOp) -> Result<(), sys::Errno> {
             sys::close(fd)
         }
         MountOp::FileCopy { path, contents } => {
-            let fd = sys::open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)?;
+            let fd = sys::open(
+                path,
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )?;
             let written = sys::write_all(fd, contents);
             let _ = sys::close(fd);
             written

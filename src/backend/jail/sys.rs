@@ -153,7 +153,13 @@ pub fn chdir(path: &CStr) -> Result<(), Errno> {
 }
 
 /// `mount(2)`.
-pub fn mount(source: Option<&CStr>, target: &CStr, fstype: Option<&CStr>, flags: u64, data: Option<&CStr>) -> Result<(), Errno> {
+pub fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: u64,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
     sys!(libc::SYS_mount, opt_ptr(source), ptr(target), opt_ptr(fstype), flags as usize, opt_ptr(data)).map(drop)
 }
 
@@ -231,7 +237,14 @@ pub fn bind_fd(source: i32, target: i32, attrs: u64) -> Result<(), Errno> {
         size_of::<MountAttr>()
     );
     let moved = set.and_then(|_| {
-        sys!(libc::SYS_move_mount, tree as usize, ptr(empty), target as usize, ptr(empty), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        sys!(
+            libc::SYS_move_mount,
+            tree as usize,
+            ptr(empty),
+            target as usize,
+            ptr(empty),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+        )
     });
     let _ = close(tree);
     moved.map(drop)
@@ -320,7 +333,12 @@ pub fn landlock_restrict_self(ruleset: i32) -> Result<(), Errno> {
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, program)`. A positive result (the id of a
 /// thread that could not be synchronised under TSYNC) is an error too.
 pub fn seccomp_filter(flags: u64, program: &libc::sock_fprog) -> Result<(), Errno> {
-    match sys!(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER as usize, flags as usize, program as *const libc::sock_fprog as usize) {
+    match sys!(
+        libc::SYS_seccomp,
+        libc::SECCOMP_SET_MODE_FILTER as usize,
+        flags as usize,
+        program as *const libc::sock_fprog as usize
+    ) {
         Ok(0) => Ok(()),
         Ok(_) => Err(libc::ESRCH),
         Err(errno) => Err(errno),
@@ -366,7 +384,8 @@ pub fn execve(path: &CStr, argv: *const *const libc::c_char, envp: *const *const
 /// only on failure.
 pub fn execveat_fd(fd: i32, argv: *const *const libc::c_char, envp: *const *const libc::c_char) -> Errno {
     let empty = c"";
-    match sys!(libc::SYS_execveat, fd as usize, ptr(empty), argv as usize, envp as usize, libc::AT_EMPTY_PATH as usize) {
+    match sys!(libc::SYS_execveat, fd as usize, ptr(empty), argv as usize, envp as usize, libc::AT_EMPTY_PATH as usize)
+    {
         Ok(_) => 0,
         Err(errno) => errno,
     }
