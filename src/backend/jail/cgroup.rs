@@ -9,6 +9,16 @@
 //! Must not: hold processes: a cgroup goes back to the pool only once the call's process
 //! tree is gone; leftovers of a crashed airlock (named after its dead pid) are removed at
 //! start.
+//!
+//! Why a resident thread: moving a process into a v1 cgroup takes the kernel's
+//! `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace period (several
+//! milliseconds on a busy host): more than the whole rest of a jail. In v1 a thread can
+//! live in a cgroup on its own, and a process cloned by a thread starts in that thread's
+//! cgroups. So each pooled v1 call cgroup keeps one airlock thread inside it (moved there
+//! once, when the cgroup is made) and the jail is cloned from that thread: it is born in
+//! its cgroup, with no move at all. Memory is charged by address space, not by thread, so
+//! the resident thread charges nothing to the call; it counts as one task towards pids.max,
+//! which is raised by one to match.
 
 use std::{
     fs::{File, OpenOptions},
@@ -17,8 +27,57 @@ use std::{
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
+        mpsc,
     },
+    thread::JoinHandle,
 };
+
+/// Work run on a resident thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that lives in a call cgroup and runs jobs (clones) there.
+#[derive(Debug)]
+struct Resident {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Resident {
+    /// Starts a thread and moves it into the cgroups whose `tasks` files are given.
+    fn start(tasks: Vec<PathBuf>) -> io::Result<Resident> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready, is_ready) = mpsc::channel::<io::Result<()>>();
+        let thread = std::thread::Builder::new().name("airlock-cgroup".into()).spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() }.to_string();
+            let moved = tasks.iter().try_for_each(|path| {
+                OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(tid.as_bytes()))
+            });
+            let ok = moved.is_ok();
+            let _ = ready.send(moved);
+            if ok {
+                for job in inbox {
+                    job();
+                }
+            }
+        })?;
+        match is_ready.recv() {
+            Ok(Ok(())) => Ok(Resident { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other("the cgroup's resident thread died")),
+        }
+    }
+}
+
+impl Drop for Resident {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; joining it empties the cgroup.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// How many idle call cgroups are kept for reuse; more concurrent calls create more and
 /// remove the surplus.
@@ -68,6 +127,8 @@ pub struct CallCgroup {
     pids_events: File,
     cpu_usage: File,
     v2: bool,
+    /// The thread that lives in this cgroup (v1), when it could be moved there.
+    resident: Option<Resident>,
     /// The limits currently written: (memory bytes, pids).
     current: Option<(u64, u64)>,
     /// Counters at the start of the call (they cannot be reset).
@@ -215,6 +276,7 @@ impl Cgroups {
                         pids_events: open_r(&pids.join("pids.events"))?,
                         cpu_usage: open_rw(&cpuacct.join("cpuacct.usage"))?,
                         v2: false,
+                        resident: None,
                         current: None,
                         baseline: (0, 0),
                         dirs: dirs.clone(),
@@ -238,6 +300,7 @@ impl Cgroups {
                         pids_events: open_r(&dir.join("pids.events"))?,
                         cpu_usage: open_r(&dir.join("cpu.stat"))?,
                         v2: true,
+                        resident: None,
                         current: None,
                         baseline: (0, 0),
                         dirs: dirs.clone(),
@@ -245,11 +308,16 @@ impl Cgroups {
                 })()
             }
         };
-        opened.inspect_err(|_| {
+        let mut cgroup = opened.inspect_err(|_| {
             for dir in &dirs {
                 let _ = std::fs::remove_dir(dir);
             }
-        })
+        })?;
+        if !cgroup.v2 {
+            // Without a resident the jail is moved in on every call: slower, still correct.
+            cgroup.resident = Resident::start(dirs.iter().map(|d| d.join("tasks")).collect()).ok();
+        }
+        Ok(cgroup)
     }
 
     /// A call cgroup with these limits, from the pool or new.
@@ -334,7 +402,8 @@ impl CallCgroup {
                     write_value(&mut self.memory_max, &memory)?;
                 }
             }
-            write_value(&mut self.pids_max, &pids.to_string())?;
+            let resident = u64::from(self.resident.is_some());
+            write_value(&mut self.pids_max, &pids.saturating_add(resident).to_string())?;
             self.current = Some((memory_bytes, pids));
         }
         if !self.v2 {
@@ -351,6 +420,19 @@ impl CallCgroup {
 
     fn pids_refused(&mut self) -> io::Result<u64> {
         Ok(keyed_value(&read_text(&mut self.pids_events)?, "max").unwrap_or(0))
+    }
+
+    /// Runs `job` on the thread that lives in this cgroup, so that a process it clones is
+    /// born in the cgroup; `None` when there is no such thread (then [`CallCgroup::attach`]
+    /// the process).
+    pub fn run_inside<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        let jobs = self.resident.as_ref()?.jobs.as_ref()?;
+        let (done, result) = mpsc::channel();
+        jobs.send(Box::new(move || {
+            let _ = done.send(job());
+        }))
+        .ok()?;
+        result.recv().ok()
     }
 
     /// Puts process `pid` (and the children it will have) in this cgroup.
@@ -383,7 +465,9 @@ impl CallCgroup {
         })
     }
 
-    fn remove(self) {
+    fn remove(mut self) {
+        // The resident thread leaves the cgroup by exiting.
+        self.resident = None;
         for dir in &self.dirs {
             let _ = std::fs::remove_dir(dir);
         }

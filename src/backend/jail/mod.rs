@@ -390,14 +390,27 @@ impl JailBackend {
         });
 
         let started = Instant::now();
-        let (pid, pidfd) = spawn::spawn(&args, &stack).map_err(JailError::Clone)?;
+        // Cloned from the thread that lives in the call's cgroup when there is one (the
+        // child is born in it), else here and moved in below.
+        let clone_here = || spawn::spawn(&args, &stack);
+        let from_resident = cgroup.as_ref().and_then(|cgroup| {
+            let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
+            cgroup.run_inside(move || {
+                // SAFETY: `args` and `stack` outlive this job: run_inside returns only once
+                // the job has run, and both are owned by this frame until then.
+                let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
+                spawn::spawn(args, stack)
+            })
+        });
+        let born_inside = from_resident.is_some();
+        let (pid, pidfd) = from_resident.unwrap_or_else(clone_here).map_err(JailError::Clone)?;
         let mut jailed = Jailed { pid, pidfd: Some(pidfd), reaped: None, _args: args, _plan: plan, _stack: stack };
         // The child's ends belong to the child now.
         drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
 
         // The child waits until its maps are written and it is in its cgroup.
         write_maps(pid, self.uid, self.gid).map_err(JailError::Maps)?;
-        if let Some(cgroup) = &mut cgroup {
+        if let Some(cgroup) = cgroup.as_mut().filter(|_| !born_inside) {
             cgroup.attach(pid).map_err(JailError::Attach)?;
         }
         let mut go = std::fs::File::from(go_write);
