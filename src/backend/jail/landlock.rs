@@ -125,6 +125,47 @@ mod tests {
         assert_eq!(device, AccessFs::ReadFile | AccessFs::WriteFile);
     }
 
+    /// The ruleset, enforced in a forked child (never in the test runner): a file under the
+    /// granted directory opens, one beside it does not.
+    #[test]
+    fn ruleset_enforced_in_a_child_allows_only_the_granted_paths() {
+        let Some(abi) = probe_abi() else {
+            eprintln!("this kernel has no Landlock; skipped");
+            return;
+        };
+        let (allowed, denied) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(allowed.path().join("f"), "a").unwrap();
+        std::fs::write(denied.path().join("f"), "d").unwrap();
+        let fd = ruleset(abi, &[(allowed.path().to_path_buf(), Access::ReadExec)]).unwrap();
+        let path = |dir: &tempfile::TempDir| CString::new(dir.path().join("f").to_string_lossy().as_bytes()).unwrap();
+        let (a, d) = (path(&allowed), path(&denied));
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        // SAFETY: the child makes only raw system calls (no allocation, no locks) and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            use super::super::sys;
+            let restricted =
+                sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).and_then(|_| sys::landlock_restrict_self(raw));
+            let code = match restricted {
+                Err(_) => 10,
+                Ok(()) => {
+                    let opened_allowed = sys::open(&a, libc::O_RDONLY | libc::O_CLOEXEC, 0).is_ok();
+                    let denied_errno = sys::open(&d, libc::O_RDONLY | libc::O_CLOEXEC, 0).err();
+                    let writes_allowed = sys::open(&a, libc::O_WRONLY | libc::O_CLOEXEC, 0).err();
+                    i32::from(opened_allowed)
+                        + 2 * i32::from(denied_errno == Some(libc::EACCES))
+                        + 4 * i32::from(writes_allowed == Some(libc::EACCES))
+                }
+            };
+            sys::exit_group(code);
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(libc::WEXITSTATUS(status), 7, "1: allowed read, 2: denied read refused, 4: write refused");
+    }
+
     #[test]
     fn child_rules_list_root_for_reading_only() {
         let rules = child_rules(ABI::V5);
