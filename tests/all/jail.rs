@@ -2,6 +2,8 @@
 //! twin that works. They run the real binary (`airlock run-jail`, `airlock run`) or the
 //! library's [`JailBackend`]; nothing here installs seccomp or Landlock in the test runner.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -363,7 +365,7 @@ fn jail_runs_unprivileged_via_setpriv() {
     let dir = tempdir();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).expect("state");
-    // SAFETY: chmod of a directory we created.
+    // Writable by the unprivileged user the test runs airlock as.
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     if Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("setpriv is missing; skipped");

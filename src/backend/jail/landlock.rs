@@ -101,6 +101,7 @@ pub fn ruleset(abi: ABI, paths: &[(PathBuf, Access)]) -> Result<OwnedFd, Landloc
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -489,6 +489,7 @@ pub fn rlimits(limits: &Limits, memory_by_cgroup: bool, hard: &dyn Fn(u32) -> u6
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::policy::Program;

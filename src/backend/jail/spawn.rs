@@ -571,6 +571,7 @@ fn add_landlock_rule(ruleset: i32, path: &CStr, rights: u64) -> Result<(), sys::
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

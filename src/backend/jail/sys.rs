@@ -399,6 +399,7 @@ pub fn exit_group(code: i32) -> ! {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
