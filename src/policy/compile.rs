@@ -811,6 +811,7 @@ fn compile_tool(
     };
     let process_tail: Vec<&Spanned<String>> = file
         .backend
+        .get_ref()
         .process
         .as_ref()
         .map(|argv| argv.get_ref().iter().skip(1).collect())
@@ -1104,7 +1105,8 @@ fn compile_backend(
     seccomp_profiles: &BTreeMap<String, SeccompGrant>,
     errors: &mut Vec<PolicyError>,
 ) -> Option<(Program, JailGrant)> {
-    let backend = &file.backend;
+    let backend_span = file.backend.span();
+    let backend = file.backend.get_ref();
     let pinned = backend.sha256.as_ref().and_then(|pinned| {
         if is_sha256_hex(pinned.get_ref()) {
             Some(pinned.get_ref().clone())
@@ -1154,7 +1156,8 @@ fn compile_backend(
             None
         }
         (None, None) => {
-            errors.push(source.error_whole(
+            errors.push(source.error_at(
+                backend_span.clone(),
                 "[backend] has neither `wasm` nor `process`",
                 "set `wasm = \"PATH.wasm\"` (with its sha256) or `process = [\"/absolute/executable\", ...]`",
             ));
@@ -1177,9 +1180,9 @@ fn compile_backend(
             }
             if backend.sha256.is_none() {
                 errors.push(source.error_at(
-                    wasm.span(),
+                    backend_span.clone(),
                     "missing field `sha256`: a wasm module needs its sha256 pinned",
-                    "add sha256 = \"...\" to [backend] (the output of `sha256sum MODULE.wasm`)",
+                    "add `sha256` = \"...\" to [backend] (the output of `sha256sum MODULE.wasm`)",
                 ));
             }
             let module_path = root.join(wasm.get_ref());

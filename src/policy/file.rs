@@ -46,7 +46,8 @@ pub(crate) struct ToolFile {
     #[schemars(with = "Vec<String>")]
     pub network: Vec<Spanned<String>>,
     /// The program.
-    pub backend: BackendFile,
+    #[schemars(with = "BackendFile")]
+    pub backend: Spanned<BackendFile>,
     /// JSON Schema (draft 2020-12) of the tool's arguments; must be an object schema
     /// (`type = "object"`). Shown to agents and checked on every call.
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
