@@ -7,7 +7,9 @@
 //! Exit codes of `airlock run` and `airlock run-wasm`: the tool's own code when it ran to
 //! an exit; [`EXIT_LIMIT`] when a limit stopped it; [`EXIT_AIRLOCK`] when airlock itself
 //! failed (bad usage, policies that do not load, an audit log that cannot be written);
-//! [`EXIT_DENIED`] when the call was refused; [`EXIT_TRAPPED`] when the guest trapped.
+//! [`EXIT_DENIED`] when the call was refused (by policy, or because the jail could not be
+//! set up: the reason names the step); [`EXIT_TRAPPED`] when a wasm guest trapped; 128+N
+//! when a process was killed by signal N (`airlock run-jail` and process tools).
 
 mod audit;
 mod demo;
@@ -48,6 +50,12 @@ enum Command {
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
     RunWasm(run::RunWasmArgs),
+    /// Run a command in the process jail under an ad-hoc grant of exactly the given
+    /// capabilities (still audited), like `bwrap` or `nsjail`.
+    ///
+    /// Exit code: the command's own; 128+N when signal N killed it; 124 a limit stopped it;
+    /// 125 airlock failed; 126 the jail refused or could not be set up.
+    RunJail(run::RunJailArgs),
     /// On the built-in policies, in a temporary workspace: an allowed call, a denied call,
     /// a call that hits a limit, a call that tries to leave its preopen, then `audit verify`.
     Demo(demo::DemoArgs),
@@ -119,6 +127,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => with_tokio(run::run(args)),
         Command::RunWasm(args) => with_tokio(run::run_wasm(args)),
+        Command::RunJail(args) => with_tokio(run::run_jail(args)),
         Command::Demo(args) => with_tokio(demo::demo(args)),
         Command::Policy(command) => with_tokio(policy::policy(command)),
         Command::Audit(command) => audit::audit(command),

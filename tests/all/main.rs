@@ -5,6 +5,8 @@ mod common;
 
 mod audit;
 mod guest_tools;
+mod jail;
 mod policy;
+mod seccomp;
 mod wasi_testsuite;
 mod wasm;
