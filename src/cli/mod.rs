@@ -27,11 +27,22 @@ pub const EXIT_DENIED: u8 = 126;
 /// The guest trapped (as a process killed by SIGABRT would).
 pub const EXIT_TRAPPED: u8 = 134;
 
+/// The exit codes of `airlock run` and `airlock run-wasm`, as `--help` shows them.
+const EXIT_CODES_HELP: &str = "\
+Exit codes of `run` and `run-wasm`:
+  the tool's own  the tool ran to an exit (0 ok, 1..=255 its own failure)
+  124             a limit (wall time, fuel, memory, table, output) stopped the tool
+  125             airlock itself failed: bad usage, policies that do not load, an unwritable audit log
+  126             the call was denied (policy, bad arguments, unknown tool); it did not run
+  134             the guest trapped
+Other subcommands: 0 success; 1 a check failed (`policy check`, `audit verify`); 125 airlock failed.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
     version,
-    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log."
+    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log.",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,6 +58,9 @@ enum Command {
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
+    ///
+    /// Exit code: the guest's own; 124 a limit stopped it; 125 airlock failed; 126 the
+    /// call was denied (the module could not be started); 134 the guest trapped.
     RunWasm(run::RunWasmArgs),
     /// On the built-in policies, in a temporary workspace: an allowed call, a denied call,
     /// a call that hits a limit, a call that tries to leave its preopen, then `audit verify`.
