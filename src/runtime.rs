@@ -184,7 +184,9 @@ impl Runtime {
         entry.session = request.session.clone();
         entry.tool_sha256 = evaluation.tool_sha256.clone();
         entry.policy_digest = Some(policies.digest().to_string());
-        entry.workspace = Some(request.workspace.clone());
+        // As an absolute path: a relative one (`--workspace ws`) says nothing once the
+        // caller's current directory is forgotten.
+        entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
