@@ -26,6 +26,9 @@ use crate::{
 /// (`airlock run-wasm`).
 pub const OPERATOR_CALLER: &str = "operator(cli)";
 
+/// The rule recorded for a call refused because its grant would expose a guarded path.
+const GUARDED_PATH_RULE: &str = "runtime: no grant may expose the policies, audit log or module cache";
+
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
@@ -217,6 +220,11 @@ impl Runtime {
         entry.env = grant.env.clone();
         entry.backend = Some("wasm".into());
         if let Some(reason) = self.exposes_guarded_path(&grant) {
+            // The runtime, not the policy, refused the call: the record says so, so that
+            // `audit query --decision deny` finds it.
+            entry.reasons.push(format!("policy: {} ({})", entry.rule, entry.decision.name()));
+            entry.decision = Decision::Deny;
+            entry.rule = GUARDED_PATH_RULE.to_string();
             return self.record(entry, denied(reason)).await;
         }
         // A call that could not be audited must not run: check the log before, not after.
