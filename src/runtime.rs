@@ -112,7 +112,7 @@ fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
 /// audit log and the module cache (a tool that could write them could rewrite its own
 /// rules, history or code).
 fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
-    [Some(policies), Some(audit), cache].into_iter().flatten().map(|path| canonical_or_absolute(path)).collect()
+    [Some(policies), Some(audit), cache].into_iter().flatten().map(canonical_or_absolute).collect()
 }
 
 /// The canonical form of `path`, or of its nearest existing ancestor joined with the
