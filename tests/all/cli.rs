@@ -488,6 +488,25 @@ fn run_wasm_without_dir_the_guest_cannot_open_files() {
 }
 
 #[test]
+fn run_wasm_ro_dir_is_read_only_and_dir_is_writable() {
+    let scene = Scene::new();
+    let write = wat_fixture("write.wat");
+    let ws = format!("{}::.", scene.ws().display());
+    // write.wat creates its first argument under fd 3 and writes the second into it; it
+    // exits with the errno on failure (63: EPERM).
+    let ran = scene.run_wasm(&write, &["--ro-dir", &ws, "--", "out.txt", "hi"], b"");
+    assert_eq!(ran.code, 63, "{ran:?}");
+    assert!(!scene.ws().join("out.txt").exists());
+    let ran = scene.run_wasm(&write, &["--dir", &ws, "--", "../escape.txt", "hi"], b"");
+    assert_eq!(ran.code, 63, "{ran:?}");
+    assert!(!scene.dir.path().join("escape.txt").exists());
+    // The twin: a read-write dir takes the write.
+    let ran = scene.run_wasm(&write, &["--dir", &ws, "--", "out.txt", "hi"], b"");
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(fs::read_to_string(scene.ws().join("out.txt")).unwrap(), "hi");
+}
+
+#[test]
 fn run_wasm_gives_exactly_the_env_given() {
     let scene = Scene::new();
     let echo = wat_fixture("echo.wat");
@@ -522,6 +541,25 @@ fn run_wasm_is_audited_as_the_operator() {
 
 fn file_sha256(path: &Path) -> String {
     airlock::policy::sha256_hex(&fs::read(path).unwrap())
+}
+
+#[test]
+fn concurrent_cli_processes_share_one_log() {
+    let scene = Scene::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut command = scene.command();
+            command.args(["run", "wc", "--caller", "agent", "--arg", "path=a.txt", "--workspace"]).arg(scene.ws());
+            command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let ran = Ran::of(child.wait_with_output().unwrap());
+        assert_eq!((ran.code, ran.stdout.as_str()), (0, WC_OF_A_TXT), "{ran:?}");
+    }
+    let ran = scene.airlock(&["audit", "verify"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains(": intact: 8 records, last seq 8, "), "{ran:?}");
 }
 
 // ---- airlock policy ----
@@ -1002,7 +1040,7 @@ async fn runtime_build_fails_when_the_audit_log_cannot_be_opened() {
     let scene = Scene::new();
     // The log's parent is a file.
     let audit = scene.ws().join("a.txt").join("audit.jsonl");
-    let error = Runtime::builder(common::shipped_policies()).audit_path(&audit).build().err().unwrap();
+    let error = Runtime::builder(common::shipped_policies()).audit_path(&audit).cache_dir(None).build().err().unwrap();
     assert!(matches!(error, Error::Audit(AuditError::Open { ref path, .. }) if *path == audit), "{error}");
     assert!(error.to_string().contains("cannot open audit log"), "{error}");
 }
