@@ -29,6 +29,9 @@ use crate::{
 /// (`airlock run-wasm`).
 pub const OPERATOR_CALLER: &str = "operator(cli)";
 
+/// The rule recorded for a call refused because its grant would expose a guarded path.
+const GUARDED_PATH_RULE: &str = "runtime: no grant may expose the policies, audit log or module cache";
+
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
@@ -119,7 +122,7 @@ fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
 /// audit log and the module cache (a tool that could write them could rewrite its own
 /// rules, history or code).
 fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
-    [Some(policies), Some(audit), cache].into_iter().flatten().map(|path| canonical_or_absolute(path)).collect()
+    [Some(policies), Some(audit), cache].into_iter().flatten().map(canonical_or_absolute).collect()
 }
 
 /// The canonical form of `path`, or of its nearest existing ancestor joined with the
@@ -200,7 +203,9 @@ impl Runtime {
         entry.session = request.session.clone();
         entry.tool_sha256 = evaluation.tool_sha256.clone();
         entry.policy_digest = Some(policies.digest().to_string());
-        entry.workspace = Some(request.workspace.clone());
+        // As an absolute path: a relative one (`--workspace ws`) says nothing once the
+        // caller's current directory is forgotten.
+        entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
@@ -239,6 +244,11 @@ impl Runtime {
         let is_process = matches!(grant.program, Program::Process { .. });
         entry.backend = Some(if is_process { "jail" } else { "wasm" }.into());
         if let Some(reason) = self.exposes_guarded_path(&grant) {
+            // The runtime, not the policy, refused the call: the record says so, so that
+            // `audit query --decision deny` finds it.
+            entry.reasons.push(format!("policy: {} ({})", entry.rule, entry.decision.name()));
+            entry.decision = Decision::Deny;
+            entry.rule = GUARDED_PATH_RULE.to_string();
             return self.record(entry, denied(reason)).await;
         }
         // A call that could not be audited must not run: check the log before, not after.

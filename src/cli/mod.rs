@@ -16,7 +16,7 @@ mod demo;
 mod policy;
 mod run;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -29,11 +29,22 @@ pub const EXIT_DENIED: u8 = 126;
 /// The guest trapped (as a process killed by SIGABRT would).
 pub const EXIT_TRAPPED: u8 = 134;
 
+/// The exit codes of `airlock run` and `airlock run-wasm`, as `--help` shows them.
+const EXIT_CODES_HELP: &str = "\
+Exit codes of `run` and `run-wasm`:
+  the tool's own  the tool ran to an exit (0 ok, 1..=255 its own failure)
+  124             a limit (wall time, fuel, memory, table, output) stopped the tool
+  125             airlock itself failed: bad usage, policies that do not load, an unwritable audit log
+  126             the call was denied (policy, bad arguments, unknown tool); it did not run
+  134             the guest trapped
+Other subcommands: 0 success; 1 a check failed (`policy check`, `audit verify`); 125 airlock failed.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
     version,
-    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log."
+    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log.",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +60,9 @@ enum Command {
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
+    ///
+    /// Exit code: the guest's own; 124 a limit stopped it; 125 airlock failed; 126 the
+    /// call was denied (the module could not be started); 134 the guest trapped.
     RunWasm(run::RunWasmArgs),
     /// Run a command in the process jail under an ad-hoc grant of exactly the given
     /// capabilities (still audited), like `bwrap` or `nsjail`.
@@ -135,10 +149,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("airlock: {error:#}");
+            eprintln!("airlock: {}", error_text(&error));
             ExitCode::from(EXIT_AIRLOCK)
         }
     }
+}
+
+/// The error and its causes, each cause left out when the text before it already says it
+/// (the library's errors put their source in their own message; `{:#}` would repeat it).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn with_tokio(future: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
@@ -150,5 +178,9 @@ fn with_tokio(future: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow:
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod cli;
 mod guest_tools;
 mod jail;
 mod policy;
