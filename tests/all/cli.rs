@@ -569,7 +569,7 @@ fn policy_check_passes_on_the_shipped_policies() {
     let scene = Scene::new();
     let ran = scene.airlock(&["policy", "check"]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(ran.stdout.contains(": ok: 7 tools, 3 designations, 4 callers; digest "), "{ran:?}");
+    assert!(ran.stdout.contains(": ok: 11 tools, 3 designations, 4 callers; digest "), "{ran:?}");
 }
 
 #[test]
@@ -966,7 +966,7 @@ async fn runtime_tools_for_lists_what_the_caller_may_see() {
     let runtime = runtime(&scene.audit(), Fsync::Off);
     let names = |caller: &str| runtime.tools_for(caller).into_iter().map(|t| t.name).collect::<BTreeSet<_>>();
     let read_only: BTreeSet<String> =
-        ["grep", "jq", "sha256sum", "sha256sum-p2", "wc"].into_iter().map(String::from).collect();
+        ["git-diff", "git-status", "grep", "jq", "sha256sum", "sha256sum-p2", "wc"].into_iter().map(String::from).collect();
     assert_eq!(names("reviewer"), read_only);
     for tool in runtime.tools_for("reviewer") {
         assert_eq!(tool.categories, ["read"], "{}", tool.name);
@@ -977,7 +977,7 @@ async fn runtime_tools_for_lists_what_the_caller_may_see() {
     let agent = names("agent");
     assert!(agent.is_superset(&read_only), "{agent:?}");
     assert!(agent.contains("apply-patch") && agent.contains("csv-dedupe"), "{agent:?}");
-    assert_eq!(agent.len(), 7);
+    assert_eq!(agent.len(), 11, "every shipped tool: the standard designation allows read, write and exec");
     // Nobody listed: the default designation, read-only.
     assert_eq!(names("stranger"), read_only);
 }
