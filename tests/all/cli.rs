@@ -742,7 +742,6 @@ fn audit_query_filters_work_together() {
 }
 
 #[test]
-#[ignore = "known bug, reported: parse_since (humantime) rejects RFC 3339 times with a numeric offset"]
 fn audit_query_since_takes_rfc3339_with_an_offset() {
     let scene = Scene::new();
     assert_eq!(scene.run("wc", "agent", &["--arg", "path=a.txt"]).code, 0);
@@ -965,8 +964,10 @@ async fn runtime_tools_for_lists_what_the_caller_may_see() {
     let scene = Scene::new();
     let runtime = runtime(&scene.audit(), Fsync::Off);
     let names = |caller: &str| runtime.tools_for(caller).into_iter().map(|t| t.name).collect::<BTreeSet<_>>();
-    let read_only: BTreeSet<String> =
-        ["git-diff", "git-status", "grep", "jq", "sha256sum", "sha256sum-p2", "wc"].into_iter().map(String::from).collect();
+    let read_only: BTreeSet<String> = ["git-diff", "git-status", "grep", "jq", "sha256sum", "sha256sum-p2", "wc"]
+        .into_iter()
+        .map(String::from)
+        .collect();
     assert_eq!(names("reviewer"), read_only);
     for tool in runtime.tools_for("reviewer") {
         assert_eq!(tool.categories, ["read"], "{}", tool.name);
