@@ -647,6 +647,22 @@ pub fn resolve_env(env: &EnvGrants) -> (BTreeMap<String, String>, Vec<String>) {
     (out, notes)
 }
 
+impl Grant {
+    /// The sha256 the program is pinned to, if it is pinned.
+    pub fn program_sha256(&self) -> Option<&str> {
+        match &self.program {
+            Program::Wasm { sha256, .. } => Some(sha256),
+            Program::Process { sha256, .. } => sha256.as_deref(),
+        }
+    }
+}
+
+/// The sha256 of `bytes` as lowercase hex (how modules are pinned).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,20 +713,4 @@ mod tests {
         let odd = |_: &str| Some("rel/x".to_string());
         assert!(HostPath::parse("$X").map(|p| p.expand(&odd).is_err()).unwrap_or(false));
     }
-}
-
-impl Grant {
-    /// The sha256 the program is pinned to, if it is pinned.
-    pub fn program_sha256(&self) -> Option<&str> {
-        match &self.program {
-            Program::Wasm { sha256, .. } => Some(sha256),
-            Program::Process { sha256, .. } => sha256.as_deref(),
-        }
-    }
-}
-
-/// The sha256 of `bytes` as lowercase hex (how modules are pinned).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }

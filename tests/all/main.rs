@@ -1,5 +1,7 @@
 //! The one integration-test binary: a module per area, shared helpers in `tests/common`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../common/mod.rs"]
 mod common;
 
