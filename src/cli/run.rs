@@ -154,9 +154,7 @@ pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
     }
     grant.env = env_pairs(&args.env)?;
     grant.limits = limits(&args);
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut grant.stdin).context("cannot read stdin")?;
-    }
+    grant.stdin = read_stdin()?;
     let recorded = serde_json::json!({
         "module": module,
         "args": args.args,
@@ -265,9 +263,7 @@ pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
         }
     };
     grant.jail.cwd = Some(cwd.to_string_lossy().into_owned());
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut grant.stdin).context("cannot read stdin")?;
-    }
+    grant.stdin = read_stdin()?;
     let recorded = serde_json::json!({
         "command": args.command,
         "executable": executable,
@@ -294,6 +290,24 @@ fn find_executable(command: &str) -> anyhow::Result<PathBuf> {
         }
     }
     bail!("{command} is not in PATH; give its absolute path")
+}
+
+/// Caps what `run-wasm` / `run-jail` read from their own stdin for the tool, so that
+/// `< /dev/zero` cannot grow airlock's memory without bound.
+const MAX_STDIN_BYTES: u64 = 64 << 20;
+
+/// The tool's stdin: ours when it is not a terminal (read whole, at most
+/// [`MAX_STDIN_BYTES`]), else empty.
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if std::io::stdin().is_terminal() {
+        return Ok(bytes);
+    }
+    std::io::stdin().take(MAX_STDIN_BYTES + 1).read_to_end(&mut bytes).context("cannot read stdin")?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        bail!("stdin is larger than {} MiB; give the tool a file in its workspace instead", MAX_STDIN_BYTES >> 20);
+    }
+    Ok(bytes)
 }
 
 fn mount(spec: &str, writable: bool) -> anyhow::Result<Mount> {
