@@ -146,11 +146,7 @@ fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
 /// audit log, the module cache and the approvals (a tool that could write them could
 /// rewrite its own rules, history or code, or approve its own calls).
 fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>, approvals: Option<&Path>) -> Vec<PathBuf> {
-    [Some(policies), Some(audit), cache, approvals]
-        .into_iter()
-        .flatten()
-        .map(canonical_or_absolute)
-        .collect()
+    [Some(policies), Some(audit), cache, approvals].into_iter().flatten().map(canonical_or_absolute).collect()
 }
 
 /// The canonical form of `path`, or of its nearest existing ancestor joined with the

@@ -22,10 +22,12 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use airlock::{
-    approvals::{Approval, ApprovalFilter, Approvals, DEFAULT_APPROVAL_TTL, Verdict},
+    approvals::{
+        Approval, ApprovalFilter, Approvals, DEFAULT_APPROVAL_TTL, DecideParams, GetParams, ListParams, Verdict,
+    },
     audit::Redactor,
 };
 
@@ -85,18 +87,18 @@ enum ApprovalsCommand {
     },
 }
 
-pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
+pub fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let mut target = match &args.state_dir {
         Some(dir) => Target::open_store(dir, args.approver.clone())?,
         None => {
             let socket = args.socket.clone().unwrap_or_else(service_client::default_socket_path);
-            Target::Socket(service_client::Client::connect(&socket).await?)
+            Target::Socket(service_client::Client::connect(&socket)?)
         }
     };
     match args.command {
         ApprovalsCommand::List { all, state } => {
             let filter = if all { ApprovalFilter::All } else { state.unwrap_or_default() };
-            let (approvals, unreadable) = target.list(filter).await?;
+            let (approvals, unreadable) = target.list(filter)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&approvals)?);
             } else {
@@ -108,15 +110,15 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
             Ok(if unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         ApprovalsCommand::Show { id } => {
-            print_one(&target.get(&id).await?, args.json)?;
+            print_one(&target.get(&id)?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         ApprovalsCommand::Approve { id, uses } => {
-            print_one(&target.decide(&id, Verdict::Approve { uses }).await?, args.json)?;
+            print_one(&target.decide(&id, Verdict::Approve { uses })?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         ApprovalsCommand::Deny { id, reason } => {
-            print_one(&target.decide(&id, Verdict::Deny { reason }).await?, args.json)?;
+            print_one(&target.decide(&id, Verdict::Deny { reason })?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -144,14 +146,15 @@ impl Target {
         Ok(Target::Store { approvals, approver: approver.unwrap_or_else(local_user) })
     }
 
-    async fn list(&mut self, filter: ApprovalFilter) -> anyhow::Result<(Vec<Approval>, Vec<String>)> {
+    fn list(&mut self, filter: ApprovalFilter) -> anyhow::Result<(Vec<Approval>, Vec<String>)> {
         match self {
             Target::Store { approvals, .. } => {
                 let list = approvals.list_checked(filter);
                 Ok((list.approvals, list.unreadable.iter().map(ToString::to_string).collect()))
             }
             Target::Socket(client) => {
-                let result = client.call("airlock/approvals.list", json!({ "state": filter })).await?;
+                let result =
+                    client.call("airlock/approvals.list", serde_json::to_value(ListParams { state: filter })?)?;
                 let list = result.get("approvals").cloned().unwrap_or(result);
                 let approvals = serde_json::from_value(list).context("the service's approval list is not readable")?;
                 Ok((approvals, Vec::new()))
@@ -159,26 +162,28 @@ impl Target {
         }
     }
 
-    async fn get(&mut self, id: &str) -> anyhow::Result<Approval> {
+    fn get(&mut self, id: &str) -> anyhow::Result<Approval> {
         match self {
             Target::Store { approvals, .. } => Ok(approvals.load(id)?),
-            Target::Socket(client) => approval_of(client.call("airlock/approvals.get", json!({ "id": id })).await?),
+            Target::Socket(client) => {
+                let params = serde_json::to_value(GetParams { id: id.to_string() })?;
+                approval_of(client.call("airlock/approvals.get", params)?)
+            }
         }
     }
 
-    async fn decide(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<Approval> {
+    fn decide(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<Approval> {
         match self {
             Target::Store { approvals, approver } => Ok(approvals.decide(id, approver, verdict)?),
             Target::Socket(client) => {
-                let mut params = serde_json::to_value(&verdict)?;
-                params["id"] = Value::from(id);
-                approval_of(client.call("airlock/approvals.decide", params).await?)
+                let params = serde_json::to_value(DecideParams { id: id.to_string(), verdict })?;
+                approval_of(client.call("airlock/approvals.decide", params)?)
             }
         }
     }
 }
 
-/// An approval from a service's result (the approval, or `{"approval": ...}`).
+/// The approval in a service's result (`{"approval": ...}`, or the approval itself).
 fn approval_of(result: Value) -> anyhow::Result<Approval> {
     let value = result.get("approval").cloned().unwrap_or(result);
     serde_json::from_value(value).context("the service's answer is not an approval")
@@ -255,74 +260,82 @@ fn print_one(a: &Approval, json: bool) -> anyhow::Result<()> {
 
 /// A JSON-RPC client for `airlock serve`.
 ///
-/// TODO(service merge): a private shim until branch `service` lands its
-/// `airlock::service::client::Client`; it follows that client's agreed signature
-/// (`Client::connect(path)`, `call(method, params)`), so the swap is a `use` line. It is a
-/// real client (MCP `initialize` handshake, one JSON object per line), not a stub, but
-/// its default socket path and the result shapes it accepts are guesses until then.
+/// TODO(service merge): a private copy, until branch `service` is on main, of the
+/// signatures of `airlock::service::client::Client` (`connect(path)`, `call(&mut self,
+/// method, params)`, which sends `initialize` first) and `airlock::service::default_socket_path`
+/// as they are on that branch; once merged, delete this module and `use` those two. It is a
+/// real blocking client (MCP handshake, one JSON object per line), not a stub.
 mod service_client {
     use std::{
+        io::{BufRead, BufReader, Write},
+        os::unix::net::UnixStream,
         path::{Path, PathBuf},
         time::Duration,
     };
 
     use anyhow::{Context, bail};
     use serde_json::{Value, json};
-    use tokio::{
-        io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-        net::{
-            UnixStream,
-            unix::{OwnedReadHalf, OwnedWriteHalf},
-        },
-    };
 
-    /// How long one request may take before the CLI gives up on the service.
-    const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long one answer may take before the CLI gives up on the service.
+    const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// The service's socket when none is given: `$XDG_RUNTIME_DIR/airlock/airlock.sock`,
-    /// else `$XDG_STATE_HOME/airlock/airlock.sock`.
+    /// `$AIRLOCK_SOCKET`, else `$XDG_RUNTIME_DIR/airlock/airlock.sock`, else
+    /// `/run/airlock/airlock.sock` for root and `/tmp/airlock-UID/airlock.sock` for others.
     pub fn default_socket_path() -> PathBuf {
-        match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("airlock/airlock.sock"),
-            _ => airlock::runtime::default_approvals_dir().with_file_name("airlock.sock"),
+        if let Some(path) = std::env::var_os("AIRLOCK_SOCKET").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+            return PathBuf::from(dir).join("airlock/airlock.sock");
+        }
+        // SAFETY: getuid has no preconditions and cannot fail.
+        match unsafe { libc::getuid() } {
+            0 => PathBuf::from("/run/airlock/airlock.sock"),
+            uid => PathBuf::from(format!("/tmp/airlock-{uid}/airlock.sock")),
         }
     }
 
     pub struct Client {
         path: PathBuf,
-        reader: BufReader<OwnedReadHalf>,
-        writer: OwnedWriteHalf,
+        reader: BufReader<UnixStream>,
+        writer: UnixStream,
         next_id: u64,
+        initialized: bool,
     }
 
     impl Client {
-        /// Connects and completes the MCP handshake.
-        pub async fn connect(path: &Path) -> anyhow::Result<Client> {
-            let stream = UnixStream::connect(path).await.with_context(|| {
+        /// Connects (`initialize` is sent by the first [`Client::call`]).
+        pub fn connect(path: impl AsRef<Path>) -> anyhow::Result<Client> {
+            let path = path.as_ref();
+            let stream = UnixStream::connect(path).with_context(|| {
                 format!(
                     "cannot connect to airlock serve at {}; is it running? (--socket PATH names another \
                      socket; --state-dir DIR works on the approvals directory without a service)",
                     path.display()
                 )
             })?;
-            let (read, writer) = stream.into_split();
-            let mut client = Client { path: path.to_path_buf(), reader: BufReader::new(read), writer, next_id: 1 };
-            let info = json!({"name": "airlock-approvals-cli", "version": env!("CARGO_PKG_VERSION")});
-            client
-                .call("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": info}))
-                .await?;
-            client.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
-            Ok(client)
+            stream.set_read_timeout(Some(READ_TIMEOUT))?;
+            let writer = stream.try_clone()?;
+            let reader = BufReader::new(stream);
+            Ok(Client { path: path.to_path_buf(), reader, writer, next_id: 1, initialized: false })
         }
 
-        /// Calls `method` and returns its result, or the service's error as an error.
-        pub async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        /// Calls `method` and returns its result; a JSON-RPC error is an error.
+        pub fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+            if !self.initialized {
+                self.initialized = true;
+                let info = json!({"name": "airlock-approvals-cli", "version": env!("CARGO_PKG_VERSION")});
+                self.call(
+                    "initialize",
+                    json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": info}),
+                )?;
+                self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+            }
             let id = self.next_id;
             self.next_id += 1;
-            self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
-            let reply = tokio::time::timeout(REQUEST_TIMEOUT, self.reply(id))
-                .await
-                .with_context(|| format!("airlock serve at {} did not answer {method}", self.path.display()))??;
+            self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
+            let reply =
+                self.reply(id).with_context(|| format!("no answer to {method} from {}", self.path.display()))?;
             if let Some(error) = reply.get("error") {
                 let message = error.get("message").and_then(Value::as_str).unwrap_or("(no message)");
                 bail!("airlock serve refused {method}: {message}");
@@ -330,19 +343,18 @@ mod service_client {
             Ok(reply.get("result").cloned().unwrap_or(Value::Null))
         }
 
-        async fn send(&mut self, message: &Value) -> anyhow::Result<()> {
+        fn send(&mut self, message: &Value) -> anyhow::Result<()> {
             let mut line = serde_json::to_vec(message)?;
             line.push(b'\n');
-            self.writer.write_all(&line).await.with_context(|| format!("cannot write to {}", self.path.display()))
+            self.writer.write_all(&line).with_context(|| format!("cannot write to {}", self.path.display()))
         }
 
         /// Reads lines until the response with `id` (notifications are skipped).
-        async fn reply(&mut self, id: u64) -> anyhow::Result<Value> {
+        fn reply(&mut self, id: u64) -> anyhow::Result<Value> {
             loop {
                 let mut line = String::new();
-                let read = self.reader.read_line(&mut line).await?;
-                if read == 0 {
-                    bail!("airlock serve at {} closed the connection", self.path.display());
+                if self.reader.read_line(&mut line)? == 0 {
+                    bail!("airlock serve closed the connection");
                 }
                 let message: Value =
                     serde_json::from_str(&line).context("airlock serve sent a line that is not JSON")?;

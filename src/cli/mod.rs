@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => with_tokio(demo::demo(args)),
         Command::Policy(command) => with_tokio(policy::policy(command)),
         Command::Audit(command) => audit::audit(command),
-        Command::Approvals(args) => with_tokio(approvals::approvals(args)),
+        Command::Approvals(args) => approvals::approvals(args),
     };
     match result {
         Ok(code) => code,
