@@ -203,23 +203,28 @@ async fn floor(module: &[u8], pooling: bool) -> anyhow::Result<Vec<Duration>> {
     if pooling {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
     }
-    let engine = wasmtime::Engine::new(&config)?;
+    let engine = wt(wasmtime::Engine::new(&config))?;
     let mut linker = wasmtime::Linker::<wasmtime_wasi::p1::WasiP1Ctx>::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)?;
-    let pre = linker.instantiate_pre(&wasmtime::Module::new(&engine, module)?)?;
+    wt(wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx))?;
+    let pre = wt(linker.instantiate_pre(&wt(wasmtime::Module::new(&engine, module))?))?;
     let mut times = Vec::with_capacity(FLOOR_CALLS);
     for i in 0..FLOOR_CALLS + 200 {
         let started = Instant::now();
         let ctx = wasmtime_wasi::WasiCtxBuilder::new().args(&["noop"]).build_p1();
         let mut store = wasmtime::Store::new(&engine, ctx);
-        let instance = pre.instantiate_async(&mut store).await?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await?;
+        let instance = wt(pre.instantiate_async(&mut store).await)?;
+        let start = wt(instance.get_typed_func::<(), ()>(&mut store, "_start"))?;
+        wt(start.call_async(&mut store, ()).await)?;
         if i >= 200 {
             times.push(started.elapsed());
         }
     }
     Ok(times)
+}
+
+/// wasmtime's errors as anyhow's.
+fn wt<T>(result: wasmtime::Result<T>) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {

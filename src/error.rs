@@ -4,7 +4,12 @@
 //! be written). A call that policy refuses is not an error: it is a [`crate::CallOutcome`]
 //! with a `denied` status and an audit record.
 
-use crate::{approvals::ApprovalError, audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors};
+use crate::{
+    approvals::ApprovalError,
+    audit::AuditError,
+    backend::{jail::JailError, wasm::WasmError},
+    policy::PolicyErrors,
+};
 
 /// Everything the library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +20,8 @@ pub enum Error {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    #[error(transparent)]
+    Jail(#[from] JailError),
     #[error(transparent)]
     Approvals(#[from] ApprovalError),
 }

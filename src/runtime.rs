@@ -23,15 +23,21 @@ use std::{
 use crate::{
     approvals::{ApprovalOutcome, ApprovalRequest, Approvals, DEFAULT_APPROVAL_TTL},
     audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
-    backend::wasm::{Exit, RunReport, WasmBackend, WasmConfig},
+    backend::{
+        jail::{JailBackend, JailExit, JailReport},
+        wasm::{Exit, RunReport, WasmBackend, WasmConfig},
+    },
     error::Result,
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
-    policy::{Decision, Evaluation, Grant, PolicySet, ToolInfo},
+    policy::{Decision, Evaluation, Grant, PolicySet, Program, ToolInfo},
 };
 
 /// The caller name recorded for ad-hoc grants made by the operator at the CLI
 /// (`airlock run-wasm`).
 pub const OPERATOR_CALLER: &str = "operator(cli)";
+
+/// The rule recorded for a call refused because its grant would expose a guarded path.
+const GUARDED_PATH_RULE: &str = "runtime: no grant may expose the policies, audit log or module cache";
 
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -60,7 +66,7 @@ impl RuntimeBuilder {
         }
     }
 
-    /// Where approvals are kept (one file each; created 0700).
+    /// Where approvals are kept (one file each; created 0700 by the first approval).
     pub fn approvals_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.approvals_dir = dir.into();
         self
@@ -99,10 +105,17 @@ impl RuntimeBuilder {
         let approvals = Approvals::open(&self.approvals_dir, self.approval_ttl, redact.clone())?;
         let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
+        // Seccomp profiles are compiled once, now, so that a broken one stops the start
+        // and calls only look theirs up.
+        let jail = JailBackend::new();
+        for profile in policies.seccomp_profiles() {
+            jail.seccomp(profile)?;
+        }
         Ok(Runtime {
             policies: RwLock::new(Arc::new(policies)),
             audit,
             wasm,
+            jail,
             approvals,
             guarded: guarded_paths(
                 &self.policies,
@@ -166,6 +179,7 @@ pub struct Runtime {
     policies: RwLock<Arc<PolicySet>>,
     audit: AuditLog,
     wasm: WasmBackend,
+    jail: JailBackend,
     approvals: Approvals,
     guarded: Vec<PathBuf>,
 }
@@ -200,6 +214,11 @@ impl Runtime {
         &self.wasm
     }
 
+    /// The process jail backend (what the host offers it, for diagnostics and tests).
+    pub fn jail(&self) -> &JailBackend {
+        &self.jail
+    }
+
     /// Drains and syncs the audit log; the runtime is gone afterwards.
     pub async fn close(self) -> Result<()> {
         Ok(self.audit.close().await?)
@@ -227,7 +246,9 @@ impl Runtime {
         entry.session = request.session.clone();
         entry.tool_sha256 = evaluation.tool_sha256.clone();
         entry.policy_digest = Some(policies.digest().to_string());
-        entry.workspace = Some(request.workspace.clone());
+        // As an absolute path: a relative one (`--workspace ws`) says nothing once the
+        // caller's current directory is forgotten.
+        entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
         if evaluation.decision == Decision::NeedsApproval {
             return self.gate(entry, evaluation, &request).await;
@@ -295,33 +316,56 @@ impl Runtime {
         }
     }
 
-    /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`): no policy
-    /// evaluation, but the same backend, limits and audit record as any call.
+    /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`, `airlock
+    /// run-jail`): no policy evaluation, but the same backend, limits and audit record as
+    /// any call.
     pub async fn run_grant(&self, caller: &str, grant: Grant, arguments: serde_json::Value) -> Result<CallOutcome> {
+        let command = match grant.program {
+            Program::Wasm { .. } => "airlock run-wasm",
+            Program::Process { .. } => "airlock run-jail",
+        };
         let mut entry = AuditEntry::new(
             caller,
             &grant.tool,
             arguments,
             Decision::Allow,
-            "ad-hoc grant composed by the operator (airlock run-wasm): exactly the capabilities given on the command line",
+            format!(
+                "ad-hoc grant composed by the operator ({command}): exactly the capabilities given on the command line"
+            ),
         );
         entry.tool_sha256 = grant.program_sha256().map(str::to_string);
-        entry.workspace = grant.mounts.first().map(|m| m.host.clone());
+        entry.workspace = grant.workspace.clone().or_else(|| grant.mounts.first().map(|m| m.host.clone()));
         self.run(entry, grant).await
     }
 
     /// Runs an allowed call: guard checks, backend, audit.
     async fn run(&self, mut entry: AuditEntry, grant: Grant) -> Result<CallOutcome> {
         entry.env = grant.env.clone();
-        entry.backend = Some("wasm".into());
+        let is_process = matches!(grant.program, Program::Process { .. });
+        entry.backend = Some(if is_process { "jail" } else { "wasm" }.into());
         if let Some(reason) = self.exposes_guarded_path(&grant) {
+            // The runtime, not the policy, refused the call: the record says so, so that
+            // `audit query --decision deny` finds it.
+            entry.reasons.push(format!("policy: {} ({})", entry.rule, entry.decision.name()));
+            entry.decision = Decision::Deny;
+            entry.rule = GUARDED_PATH_RULE.to_string();
             return self.record(entry, denied(reason)).await;
         }
         // A call that could not be audited must not run: check the log before, not after.
         self.audit.check()?;
-        let outcome = match self.wasm.run(&grant).await {
-            Ok(report) => outcome_of(report),
-            Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+        let outcome = if is_process {
+            match self.jail.run(&grant).await {
+                Ok(report) => {
+                    entry.isolation = report.layers.iter().map(|layer| layer.name().to_string()).collect();
+                    outcome_of_jail(report)
+                }
+                Err(error) => denied(format!("the process jail refused or could not start the tool: {error}")),
+            }
+        } else {
+            match self.wasm.run(&grant).await {
+                Ok(report) => outcome_of(report),
+                Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+            }
         };
         self.record(entry, outcome).await
     }
@@ -334,10 +378,10 @@ impl Runtime {
         Ok(outcome)
     }
 
-    /// The reason to refuse a grant that would make the policies, the audit log or the
-    /// module cache visible to the tool, if it would.
+    /// The reason to refuse a grant that would make the policies, the audit log, the
+    /// module cache or the approvals visible to the tool, if it would.
     fn exposes_guarded_path(&self, grant: &Grant) -> Option<String> {
-        for mount in &grant.mounts {
+        for mount in grant.mounts.iter().chain(&grant.protected) {
             for guarded in &self.guarded {
                 if guarded.starts_with(&mount.host) || mount.host.starts_with(guarded) {
                     return Some(format!(
@@ -375,6 +419,7 @@ fn denied(reason: String) -> CallOutcome {
     CallOutcome {
         status: Status::Denied { reason },
         exit_code: None,
+        signal: None,
         stdout: CapturedOutput::default(),
         stderr: CapturedOutput::default(),
         usage: Usage::default(),
@@ -394,10 +439,59 @@ fn outcome_of(report: RunReport) -> CallOutcome {
     CallOutcome {
         status,
         exit_code,
+        signal: None,
         stdout: report.stdout,
         stderr: report.stderr,
         usage: report.usage,
         audit_seq: 0,
         violations: Vec::new(),
     }
+}
+
+/// The outcome of a call the process jail ran.
+fn outcome_of_jail(report: JailReport) -> CallOutcome {
+    let (status, exit_code, signal) = match report.exit {
+        JailExit::Code(0) => (Status::Ok, Some(0), None),
+        JailExit::Code(code) => (Status::ToolError, Some(code), None),
+        JailExit::Signal(signal) => (
+            Status::Trapped { trap: format!("killed by signal {signal} ({})", signal_name(signal)) },
+            None,
+            Some(signal),
+        ),
+        JailExit::Limit { limit, signal } => (Status::LimitExceeded { limit }, None, signal),
+    };
+    CallOutcome {
+        status,
+        exit_code,
+        signal,
+        stdout: report.stdout,
+        stderr: report.stderr,
+        usage: report.usage,
+        audit_seq: 0,
+        violations: report.violations,
+    }
+}
+
+/// The conventional name of a signal (`SIGSEGV`), or `signal N`.
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
 }

@@ -5,7 +5,10 @@ mod common;
 
 mod approvals;
 mod audit;
+mod cli;
 mod guest_tools;
+mod jail;
 mod policy;
+mod seccomp;
 mod wasi_testsuite;
 mod wasm;
