@@ -308,8 +308,8 @@ struct Inner {
 }
 
 impl Approvals {
-    /// Opens the store in `dir` (created 0700 with its parents; refused when anyone may
-    /// write it). New approvals expire `ttl` after they are created; their arguments are
+    /// Opens the store in `dir` (created 0700 with its parents when the first approval is
+    /// written; refused when anyone may write it). New approvals expire `ttl` after they are created; their arguments are
     /// stored redacted by `redactor`.
     pub fn open(dir: impl AsRef<Path>, ttl: Duration, redactor: Redactor) -> Result<Approvals> {
         if ttl.is_zero() {
