@@ -78,6 +78,9 @@ fn print_outcome(outcome: &CallOutcome) {
         Status::Denied { reason } => println!("denied: {reason}"),
         Status::LimitExceeded { limit } => println!("stopped: the {} limit was reached", limit.name()),
         Status::Trapped { trap } => println!("the tool crashed: {trap}"),
+        Status::NeedsApproval { approval_id, expires_at } => {
+            println!("waiting for a human: approval {approval_id}, until {expires_at}; make the same call again later")
+        }
     }
     println!(
         "  audit record #{}, {} us, fuel {}",

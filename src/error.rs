@@ -5,6 +5,7 @@
 //! with a `denied` status and an audit record.
 
 use crate::{
+    approvals::ApprovalError,
     audit::AuditError,
     backend::{jail::JailError, wasm::WasmError},
     policy::PolicyErrors,
@@ -21,6 +22,8 @@ pub enum Error {
     Wasm(#[from] WasmError),
     #[error(transparent)]
     Jail(#[from] JailError),
+    #[error(transparent)]
+    Approvals(#[from] ApprovalError),
 }
 
 /// The library's result alias.

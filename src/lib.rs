@@ -8,6 +8,8 @@
 //! ```text
 //! CallRequest { caller, tool, arguments, workspace, session }
 //!   -> policy::PolicySet::evaluate  -> Evaluation { decision, rule, reasons, grant }
+//!   -> approvals::Approvals::gate   needs-approval only: a durable approval bound to the
+//!                                   exact call, decided by a human, used up, expiring
 //!   -> backend (wasm)               sees only the Grant
 //!   -> audit::AuditLog::append      every call, allowed or not, before the reply
 //!   -> CallOutcome { status, exit_code, stdout, stderr, usage, audit_seq, violations }
@@ -20,6 +22,7 @@
 //! An error anywhere before the backend runs is a denial with a reason, never a run with
 //! less isolation; a call whose audit record cannot be written is not reported as run.
 
+pub mod approvals;
 pub mod audit;
 pub mod backend;
 pub mod error;

@@ -25,6 +25,11 @@ pub struct CallRequest {
     /// The session the call belongs to (budgets and tripwires count per session).
     #[serde(default)]
     pub session: Option<String>,
+    /// How long the caller will wait, in milliseconds, for a human to decide when the call
+    /// needs approval; `None` or 0: return [`Status::NeedsApproval`] at once. The wait
+    /// never outlasts the approval's expiry.
+    #[serde(default)]
+    pub approval_wait_ms: Option<u64>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -40,6 +45,7 @@ impl CallRequest {
             arguments: empty_object(),
             workspace: workspace.into(),
             session: None,
+            approval_wait_ms: None,
         }
     }
 
@@ -52,6 +58,12 @@ impl CallRequest {
     /// Sets the session id.
     pub fn session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());
+        self
+    }
+
+    /// Sets how long to wait for a human's decision when the call needs approval.
+    pub fn approval_wait(mut self, wait: std::time::Duration) -> Self {
+        self.approval_wait_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         self
     }
 }
@@ -70,6 +82,10 @@ pub enum Status {
     LimitExceeded { limit: Limit },
     /// The guest trapped (a wasm trap, or a process killed by a signal).
     Trapped { trap: String },
+    /// The call did not run: it needs a human's approval, and the pending approval
+    /// `approval_id` waits for one until `expires_at` (RFC 3339 UTC). Once a human has
+    /// approved it, the same call (same tool, arguments, workspace and caller) runs.
+    NeedsApproval { approval_id: String, expires_at: String },
 }
 
 impl Status {
@@ -81,6 +97,7 @@ impl Status {
             Status::Denied { .. } => "denied",
             Status::LimitExceeded { .. } => "limit-exceeded",
             Status::Trapped { .. } => "trapped",
+            Status::NeedsApproval { .. } => "needs-approval",
         }
     }
 }

@@ -7,14 +7,21 @@
 //! `denied` outcome with a reason and an audit record, never a run with less isolation.
 //! A call whose record cannot be written returns an error instead of an outcome.
 //!
+//! A call whose decision is needs-approval goes through the approval gate
+//! ([`Approvals::gate`]) first: it runs only on a human's approval bound to its exact
+//! arguments; otherwise its outcome is `needs-approval` (with the pending approval's id)
+//! or `denied` (a human said no, the approval expired, the store cannot be read).
+//!
 //! Must not: decide policy itself, or reach into a backend's internals.
 
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use crate::{
+    approvals::{ApprovalOutcome, ApprovalRequest, Approvals, DEFAULT_APPROVAL_TTL},
     audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
     backend::{
         jail::{JailBackend, JailExit, JailReport},
@@ -39,19 +46,36 @@ pub struct RuntimeBuilder {
     audit_path: PathBuf,
     fsync: Option<Fsync>,
     cache_dir: Option<PathBuf>,
+    approvals_dir: PathBuf,
+    approval_ttl: Duration,
 }
 
 impl RuntimeBuilder {
     /// A builder for the policies in `policies`, with these defaults: the audit log at
     /// [`default_audit_path`], the fsync mode from the policies' `audit.toml` (else
-    /// `batch`), precompiled modules cached in [`default_cache_dir`].
+    /// `batch`), precompiled modules cached in [`default_cache_dir`], approvals kept in
+    /// [`default_approvals_dir`] and expiring after [`DEFAULT_APPROVAL_TTL`] (1 h).
     pub fn new(policies: impl Into<PathBuf>) -> Self {
         RuntimeBuilder {
             policies: policies.into(),
             audit_path: default_audit_path(),
             fsync: None,
             cache_dir: default_cache_dir(),
+            approvals_dir: default_approvals_dir(),
+            approval_ttl: DEFAULT_APPROVAL_TTL,
         }
+    }
+
+    /// Where approvals are kept (one file each; created 0700 by the first approval).
+    pub fn approvals_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.approvals_dir = dir.into();
+        self
+    }
+
+    /// How long a new approval stays decidable and usable (must be above zero).
+    pub fn approval_ttl(mut self, ttl: Duration) -> Self {
+        self.approval_ttl = ttl;
+        self
     }
 
     /// Where the audit log is.
@@ -78,6 +102,7 @@ impl RuntimeBuilder {
         let settings = policies.audit_settings();
         let fsync = self.fsync.unwrap_or(settings.fsync);
         let redact = Redactor::new(&settings.redact)?;
+        let approvals = Approvals::open(&self.approvals_dir, self.approval_ttl, redact.clone())?;
         let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
         // Seccomp profiles are compiled once, now, so that a broken one stops the start
@@ -91,7 +116,13 @@ impl RuntimeBuilder {
             audit,
             wasm,
             jail,
-            guarded: guarded_paths(&self.policies, &self.audit_path, self.cache_dir.as_deref()),
+            approvals,
+            guarded: guarded_paths(
+                &self.policies,
+                &self.audit_path,
+                self.cache_dir.as_deref(),
+                Some(&self.approvals_dir),
+            ),
         })
     }
 }
@@ -103,6 +134,12 @@ pub fn default_audit_path() -> PathBuf {
         return PathBuf::from(path);
     }
     xdg_dir("XDG_STATE_HOME", ".local/state").join("airlock/audit.jsonl")
+}
+
+/// The approvals' default place: `$XDG_STATE_HOME/airlock/approvals`
+/// (`~/.local/state/airlock/approvals`), beside the default audit log.
+pub fn default_approvals_dir() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state").join("airlock/approvals")
 }
 
 /// The module cache's default place: `$XDG_CACHE_HOME/airlock/modules`
@@ -119,10 +156,10 @@ fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
 }
 
 /// The paths no grant may expose, canonicalized where they exist: the policies, the
-/// audit log and the module cache (a tool that could write them could rewrite its own
-/// rules, history or code).
-fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>) -> Vec<PathBuf> {
-    [Some(policies), Some(audit), cache].into_iter().flatten().map(canonical_or_absolute).collect()
+/// audit log, the module cache and the approvals (a tool that could write them could
+/// rewrite its own rules, history or code, or approve its own calls).
+fn guarded_paths(policies: &Path, audit: &Path, cache: Option<&Path>, approvals: Option<&Path>) -> Vec<PathBuf> {
+    [Some(policies), Some(audit), cache, approvals].into_iter().flatten().map(canonical_or_absolute).collect()
 }
 
 /// The canonical form of `path`, or of its nearest existing ancestor joined with the
@@ -143,6 +180,7 @@ pub struct Runtime {
     audit: AuditLog,
     wasm: WasmBackend,
     jail: JailBackend,
+    approvals: Approvals,
     guarded: Vec<PathBuf>,
 }
 
@@ -164,6 +202,11 @@ impl Runtime {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The approvals: list, get and decide them (the socket service and the CLI do).
+    pub fn approvals(&self) -> &Approvals {
+        &self.approvals
     }
 
     /// The wasm backend (its cache counters, for diagnostics and tests).
@@ -207,12 +250,69 @@ impl Runtime {
         // caller's current directory is forgotten.
         entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
+        if evaluation.decision == Decision::NeedsApproval {
+            return self.gate(entry, evaluation, &request).await;
+        }
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
             None => match evaluation.grant {
                 Some(grant) => self.run(entry, grant).await,
                 None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await,
             },
+        }
+    }
+
+    /// The approval gate of a needs-approval call: runs it on a valid approval (one use
+    /// taken, the approval in the audit record), otherwise records it as needs-approval
+    /// (the pending approval's id in the outcome) or denied (a human said no, the approval
+    /// expired, the store failed: never a run).
+    async fn gate(&self, mut entry: AuditEntry, evaluation: Evaluation, request: &CallRequest) -> Result<CallOutcome> {
+        let Some(grant) = evaluation.grant else {
+            return self.record(entry, denied("policy asked for approval but gave no grant".into())).await;
+        };
+        // Evaluation resolved the workspace already; the binding needs its canonical form.
+        let workspace = match request.workspace.canonicalize() {
+            Ok(workspace) => workspace,
+            Err(error) => {
+                let reason = format!("the workspace {} cannot be resolved: {error}", request.workspace.display());
+                return self.record(entry, denied(reason)).await;
+            }
+        };
+        // Taking a use of an approval for a call that cannot be audited would waste it.
+        self.audit.check()?;
+        let ask = ApprovalRequest {
+            tool: request.tool.clone(),
+            caller: request.caller.clone(),
+            workspace,
+            arguments: request.arguments.clone(),
+            session: request.session.clone(),
+            rule: evaluation.rule.clone(),
+        };
+        let wait = Duration::from_millis(request.approval_wait_ms.unwrap_or(0));
+        match self.approvals.gate(ask, wait).await {
+            Ok(outcome @ ApprovalOutcome::Approved { .. }) => {
+                if let ApprovalOutcome::Approved { approval } = &outcome {
+                    entry.reasons.push(format!(
+                        "approval {} by {} at {}: {} of {} uses left",
+                        approval.id,
+                        approval.approver.as_deref().unwrap_or("?"),
+                        approval.decided.as_deref().unwrap_or("?"),
+                        approval.uses_left,
+                        approval.uses_granted
+                    ));
+                }
+                entry.approval = outcome.record();
+                self.run(entry, grant).await
+            }
+            Ok(ApprovalOutcome::Pending { approval }) => {
+                let status = Status::NeedsApproval { approval_id: approval.id, expires_at: approval.expires };
+                self.record(entry, CallOutcome { status, ..denied(String::new()) }).await
+            }
+            Ok(ApprovalOutcome::Refused { reason, .. }) => self.record(entry, denied(reason)).await,
+            Err(error) => {
+                let reason = format!("the approval store cannot be used, so the call does not run: {error}");
+                self.record(entry, denied(reason)).await
+            }
         }
     }
 
@@ -278,8 +378,8 @@ impl Runtime {
         Ok(outcome)
     }
 
-    /// The reason to refuse a grant that would make the policies, the audit log or the
-    /// module cache visible to the tool, if it would.
+    /// The reason to refuse a grant that would make the policies, the audit log, the
+    /// module cache or the approvals visible to the tool, if it would.
     fn exposes_guarded_path(&self, grant: &Grant) -> Option<String> {
         for mount in grant.mounts.iter().chain(&grant.protected) {
             for guarded in &self.guarded {

@@ -9,8 +9,10 @@
 //! failed (bad usage, policies that do not load, an audit log that cannot be written);
 //! [`EXIT_DENIED`] when the call was refused (by policy, or because the jail could not be
 //! set up: the reason names the step); [`EXIT_TRAPPED`] when a wasm guest trapped; 128+N
-//! when a process was killed by signal N (`airlock run-jail` and process tools).
+//! when a process was killed by signal N (`airlock run-jail` and process tools);
+//! [`EXIT_NEEDS_APPROVAL`] when the call waits for a human's approval.
 
+mod approvals;
 mod audit;
 mod demo;
 mod policy;
@@ -28,6 +30,8 @@ pub const EXIT_AIRLOCK: u8 = 125;
 pub const EXIT_DENIED: u8 = 126;
 /// The guest trapped (as a process killed by SIGABRT would).
 pub const EXIT_TRAPPED: u8 = 134;
+/// The call needs a human's approval and did not run yet: try again later (`EX_TEMPFAIL`).
+pub const EXIT_NEEDS_APPROVAL: u8 = 75;
 
 /// The exit codes of `airlock run` and `airlock run-wasm`, as `--help` shows them.
 const EXIT_CODES_HELP: &str = "\
@@ -56,7 +60,7 @@ enum Command {
     /// Run a tool defined in the policies, as a caller, in a workspace.
     ///
     /// Exit code: the tool's own; 124 a limit stopped it; 125 airlock failed; 126 the call
-    /// was denied; 134 the guest trapped.
+    /// was denied; 134 the guest trapped; 75 the call waits for a human's approval.
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
@@ -79,6 +83,9 @@ enum Command {
     /// Verify, tail or query the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// List, show, approve or deny the approvals calls are waiting for: through a running
+    /// `airlock serve` (--socket), or on the approvals directory itself (--state-dir).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 /// Where the policies are.
@@ -145,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => with_tokio(demo::demo(args)),
         Command::Policy(command) => with_tokio(policy::policy(command)),
         Command::Audit(command) => audit::audit(command),
+        Command::Approvals(args) => approvals::approvals(args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,7 @@ use airlock::{
     policy::{Grant, Layer, Limits, Mount, PolicySet, Program},
 };
 
-use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_TRAPPED, PoliciesArg};
+use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_NEEDS_APPROVAL, EXIT_TRAPPED, PoliciesArg};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// A session id (budgets count per session).
     #[arg(long, value_name = "ID")]
     session: Option<String>,
+    /// When the call needs a human's approval, wait this long for the decision (10s, 5m)
+    /// instead of exiting 75 with the pending approval's id at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    wait_approval: Option<std::time::Duration>,
     #[command(flatten)]
     policies: PoliciesArg,
     #[command(flatten)]
@@ -60,6 +64,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let caller = args.caller.unwrap_or_else(|| default_caller(&policies));
     let mut request = CallRequest::new(caller, args.tool, workspace).arguments(arguments);
     request.session = args.session;
+    if let Some(wait) = args.wait_approval {
+        request = request.approval_wait(wait);
+    }
     let outcome = runtime.call(request).await?;
     runtime.close().await?;
     report(&outcome, args.json)
@@ -359,6 +366,10 @@ fn report(outcome: &CallOutcome, json: bool) -> anyhow::Result<ExitCode> {
             Status::Denied { reason } => eprintln!("airlock: denied: {reason}"),
             Status::LimitExceeded { limit } => eprintln!("airlock: stopped: {} limit exceeded", limit.name()),
             Status::Trapped { trap } => eprintln!("airlock: the tool trapped: {trap}"),
+            Status::NeedsApproval { approval_id, expires_at } => eprintln!(
+                "airlock: needs a human's approval: pending approval {approval_id} (expires {expires_at}); \
+                 an admin runs `airlock approvals approve {approval_id}`, then run the same call again"
+            ),
         }
     }
     Ok(ExitCode::from(exit_code(outcome)))
@@ -377,5 +388,6 @@ pub fn exit_code(outcome: &CallOutcome) -> u8 {
             Some(signal) => u8::try_from(128 + signal).unwrap_or(EXIT_TRAPPED),
             None => EXIT_TRAPPED,
         },
+        Status::NeedsApproval { .. } => EXIT_NEEDS_APPROVAL,
     }
 }
