@@ -58,6 +58,27 @@ async fn bench() -> anyhow::Result<()> {
         assert!(outcome.is_ok());
     }
 
+    // The pipeline's stages, each alone, to see where the time goes.
+    let policies = off.policies();
+    let mut evaluate = Vec::with_capacity(WARM_CALLS);
+    let mut backend = Vec::with_capacity(WARM_CALLS);
+    let mut append = Vec::with_capacity(WARM_CALLS);
+    let no_arguments = json!({});
+    for _ in 0..WARM_CALLS {
+        let started = Instant::now();
+        let evaluation = policies.evaluate("agent", "noop", &no_arguments, &setup.workspace);
+        evaluate.push(started.elapsed());
+        let grant = evaluation.grant.clone().ok_or_else(|| anyhow::anyhow!("noop was not allowed"))?;
+        let started = Instant::now();
+        let report = off.wasm().run(&grant).await?;
+        backend.push(started.elapsed());
+        anyhow::ensure!(report.exit == airlock::backend::wasm::Exit::Code(0));
+        let entry = airlock::audit::AuditEntry::new("agent", "noop", json!({}), evaluation.decision, &evaluation.rule);
+        let started = Instant::now();
+        off.audit().append(entry).await?;
+        append.push(started.elapsed());
+    }
+
     // 2. The floor: bare wasmtime, same module.
     let floor_default = floor(&setup.module, false).await?;
     let floor_pooled = floor(&setup.module, true).await?;
@@ -127,6 +148,9 @@ async fn bench() -> anyhow::Result<()> {
     row("Runtime::call, trivial tool, fsync=off (incl. audit)", p50, Some(p99));
     row("floor: bare wasmtime InstancePre+_start, default alloc", floor_default_p50, None);
     row("floor: bare wasmtime InstancePre+_start, pooling alloc", floor_pooled_p50, None);
+    row("  stage: policy evaluation", percentile(&mut evaluate, 0.50), Some(percentile(&mut evaluate, 0.99)));
+    row("  stage: wasm backend run", percentile(&mut backend, 0.50), Some(percentile(&mut backend, 0.99)));
+    row("  stage: audit append, fsync=off", percentile(&mut append, 0.50), Some(percentile(&mut append, 0.99)));
     row("Runtime::call, wc on a 2 KiB file, fsync=off", percentile(&mut wc, 0.50), Some(percentile(&mut wc, 0.99)));
     row("spawn `airlock run` per call (warm disk cache)", spawn_p50, None);
     println!();
