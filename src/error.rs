@@ -5,7 +5,11 @@
 //! with a `denied` status and an audit record.
 
 use crate::{
-    approvals::ApprovalError, audit::AuditError, backend::wasm::WasmError, policy::PolicyErrors, service::ServiceError,
+    approvals::ApprovalError,
+    audit::AuditError,
+    backend::{jail::JailError, wasm::WasmError},
+    policy::PolicyErrors,
+    service::ServiceError,
 };
 
 /// Everything the library can fail with.
@@ -17,6 +21,8 @@ pub enum Error {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    #[error(transparent)]
+    Jail(#[from] JailError),
     #[error(transparent)]
     Approvals(#[from] ApprovalError),
     #[error(transparent)]

@@ -124,6 +124,10 @@ pub enum Limit {
     Instances,
     /// Bytes written to stdout or stderr.
     Output,
+    /// Processes alive at once (a process jail's pids limit).
+    Pids,
+    /// The largest file a process may write (RLIMIT_FSIZE).
+    FileSize,
 }
 
 impl Limit {
@@ -137,6 +141,8 @@ impl Limit {
             Limit::Table => "table",
             Limit::Instances => "instances",
             Limit::Output => "output",
+            Limit::Pids => "pids",
+            Limit::FileSize => "file-size",
         }
     }
 }
@@ -196,6 +202,9 @@ pub struct CallOutcome {
     pub status: Status,
     /// The tool's exit code, when it ran to an exit.
     pub exit_code: Option<i32>,
+    /// The signal that ended the tool's process, when one did (process backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     /// What the tool wrote to stdout (capped).
     pub stdout: CapturedOutput,
     /// What the tool wrote to stderr (capped).

@@ -23,15 +23,21 @@ use std::{
 use crate::{
     approvals::{ApprovalOutcome, ApprovalRequest, Approvals, DEFAULT_APPROVAL_TTL},
     audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
-    backend::wasm::{Exit, RunReport, WasmBackend, WasmConfig},
+    backend::{
+        jail::{JailBackend, JailExit, JailReport},
+        wasm::{Exit, RunReport, WasmBackend, WasmConfig},
+    },
     error::Result,
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
-    policy::{Decision, Evaluation, Grant, PolicyErrors, PolicySet, ToolInfo},
+    policy::{Decision, Evaluation, Grant, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo},
 };
 
 /// The caller name recorded for ad-hoc grants made by the operator at the CLI
 /// (`airlock run-wasm`).
 pub const OPERATOR_CALLER: &str = "operator(cli)";
+
+/// The rule recorded for a call refused because its grant would expose a guarded path.
+const GUARDED_PATH_RULE: &str = "runtime: no grant may expose the policies, audit log or module cache";
 
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -60,7 +66,7 @@ impl RuntimeBuilder {
         }
     }
 
-    /// Where approvals are kept (one file each; created 0700).
+    /// Where approvals are kept (one file each; created 0700 by the first approval).
     pub fn approvals_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.approvals_dir = dir.into();
         self
@@ -99,10 +105,17 @@ impl RuntimeBuilder {
         let approvals = Approvals::open(&self.approvals_dir, self.approval_ttl, redact.clone())?;
         let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
+        // Seccomp profiles are compiled once, now, so that a broken one stops the start
+        // and calls only look theirs up.
+        let jail = JailBackend::new();
+        for profile in policies.seccomp_profiles() {
+            jail.seccomp(profile)?;
+        }
         Ok(Runtime {
             policies: RwLock::new(Arc::new(policies)),
             audit,
             wasm,
+            jail,
             approvals,
             guarded: guarded_paths(
                 &self.policies,
@@ -166,6 +179,7 @@ pub struct Runtime {
     policies: RwLock<Arc<PolicySet>>,
     audit: AuditLog,
     wasm: WasmBackend,
+    jail: JailBackend,
     approvals: Approvals,
     guarded: Vec<PathBuf>,
 }
@@ -200,6 +214,11 @@ impl Runtime {
         &self.wasm
     }
 
+    /// The process jail backend (what the host offers it, for diagnostics and tests).
+    pub fn jail(&self) -> &JailBackend {
+        &self.jail
+    }
+
     /// Drains and syncs the audit log; the runtime is gone afterwards.
     pub async fn close(self) -> Result<()> {
         Ok(self.audit.close().await?)
@@ -214,11 +233,28 @@ impl Runtime {
     /// start from now on (calls already running keep the set they started with). On any
     /// error the old set stays in force and every mistake found is returned.
     ///
-    /// Only the policies are reloaded: the audit log's fsync mode and redaction patterns
+    /// Seccomp profiles are compiled before the new set is put in force, as at start. Only
+    /// the policies are reloaded: the audit log's fsync mode and redaction patterns
     /// (`audit.toml`) are read once, when the runtime is built.
     pub fn reload(&self) -> Result<(), PolicyErrors> {
         let root = self.policies().root().to_path_buf();
         let fresh = Arc::new(PolicySet::load(&root)?);
+        // As at start: a seccomp profile that does not compile stops the reload, not a call.
+        let broken: Vec<PolicyError> = fresh
+            .seccomp_profiles()
+            .filter_map(|profile| {
+                self.jail.seccomp(profile).err().map(|error| PolicyError {
+                    file: profile.path.clone(),
+                    line: 1,
+                    column: 1,
+                    message: error.to_string(),
+                    help: "fix the seccomp profile; the policy set in force stays until a reload succeeds".into(),
+                })
+            })
+            .collect();
+        if !broken.is_empty() {
+            return Err(PolicyErrors(broken));
+        }
         match self.policies.write() {
             Ok(mut guard) => *guard = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
@@ -253,7 +289,9 @@ impl Runtime {
         entry.session = request.session.clone();
         entry.tool_sha256 = evaluation.tool_sha256.clone();
         entry.policy_digest = Some(policies.digest().to_string());
-        entry.workspace = Some(request.workspace.clone());
+        // As an absolute path: a relative one (`--workspace ws`) says nothing once the
+        // caller's current directory is forgotten.
+        entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
         if evaluation.decision == Decision::NeedsApproval {
             return self.gate(entry, evaluation, &request, cancelled).await;
@@ -340,18 +378,25 @@ impl Runtime {
         }
     }
 
-    /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`): no policy
-    /// evaluation, but the same backend, limits and audit record as any call.
+    /// Runs an ad-hoc grant the operator composed by hand (`airlock run-wasm`, `airlock
+    /// run-jail`): no policy evaluation, but the same backend, limits and audit record as
+    /// any call.
     pub async fn run_grant(&self, caller: &str, grant: Grant, arguments: serde_json::Value) -> Result<CallOutcome> {
+        let command = match grant.program {
+            Program::Wasm { .. } => "airlock run-wasm",
+            Program::Process { .. } => "airlock run-jail",
+        };
         let mut entry = AuditEntry::new(
             caller,
             &grant.tool,
             arguments,
             Decision::Allow,
-            "ad-hoc grant composed by the operator (airlock run-wasm): exactly the capabilities given on the command line",
+            format!(
+                "ad-hoc grant composed by the operator ({command}): exactly the capabilities given on the command line"
+            ),
         );
         entry.tool_sha256 = grant.program_sha256().map(str::to_string);
-        entry.workspace = grant.mounts.first().map(|m| m.host.clone());
+        entry.workspace = grant.workspace.clone().or_else(|| grant.mounts.first().map(|m| m.host.clone()));
         self.run(entry, grant, std::future::pending()).await
     }
 
@@ -364,8 +409,14 @@ impl Runtime {
         cancelled: impl Future<Output = ()>,
     ) -> Result<CallOutcome> {
         entry.env = grant.env.clone();
-        entry.backend = Some("wasm".into());
+        let is_process = matches!(grant.program, Program::Process { .. });
+        entry.backend = Some(if is_process { "jail" } else { "wasm" }.into());
         if let Some(reason) = self.exposes_guarded_path(&grant) {
+            // The runtime, not the policy, refused the call: the record says so, so that
+            // `audit query --decision deny` finds it.
+            entry.reasons.push(format!("policy: {} ({})", entry.rule, entry.decision.name()));
+            entry.decision = Decision::Deny;
+            entry.rule = GUARDED_PATH_RULE.to_string();
             return self.record(entry, denied(reason)).await;
         }
         // A call that could not be audited must not run: check the log before, not after.
@@ -375,7 +426,7 @@ impl Runtime {
         let finished = tokio::select! {
             biased;
             () = cancelled => None,
-            outcome = self.execute(&mut entry, &grant) => Some(outcome),
+            outcome = self.execute(&mut entry, &grant, is_process) => Some(outcome),
         };
         let outcome = match finished {
             Some(outcome) => outcome,
@@ -387,11 +438,22 @@ impl Runtime {
         self.record(entry, outcome).await
     }
 
-    /// Runs the grant on its backend; dropping the future stops the tool.
-    async fn execute(&self, _entry: &mut AuditEntry, grant: &Grant) -> CallOutcome {
-        match self.wasm.run(grant).await {
-            Ok(report) => outcome_of(report),
-            Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+    /// Runs the grant on its backend. Dropping the future stops the tool: a wasm guest's
+    /// store is dropped, a jailed process tree is killed and reaped.
+    async fn execute(&self, entry: &mut AuditEntry, grant: &Grant, is_process: bool) -> CallOutcome {
+        if is_process {
+            match self.jail.run(grant).await {
+                Ok(report) => {
+                    entry.isolation = report.layers.iter().map(|layer| layer.name().to_string()).collect();
+                    outcome_of_jail(report)
+                }
+                Err(error) => denied(format!("the process jail refused or could not start the tool: {error}")),
+            }
+        } else {
+            match self.wasm.run(grant).await {
+                Ok(report) => outcome_of(report),
+                Err(error) => denied(format!("the wasm backend could not start the tool: {error}")),
+            }
         }
     }
 
@@ -403,10 +465,10 @@ impl Runtime {
         Ok(outcome)
     }
 
-    /// The reason to refuse a grant that would make the policies, the audit log or the
-    /// module cache visible to the tool, if it would.
+    /// The reason to refuse a grant that would make the policies, the audit log, the
+    /// module cache or the approvals visible to the tool, if it would.
     fn exposes_guarded_path(&self, grant: &Grant) -> Option<String> {
-        for mount in &grant.mounts {
+        for mount in grant.mounts.iter().chain(&grant.protected) {
             for guarded in &self.guarded {
                 if guarded.starts_with(&mount.host) || mount.host.starts_with(guarded) {
                     return Some(format!(
@@ -444,6 +506,7 @@ fn denied(reason: String) -> CallOutcome {
     CallOutcome {
         status: Status::Denied { reason },
         exit_code: None,
+        signal: None,
         stdout: CapturedOutput::default(),
         stderr: CapturedOutput::default(),
         usage: Usage::default(),
@@ -469,10 +532,59 @@ fn outcome_of(report: RunReport) -> CallOutcome {
     CallOutcome {
         status,
         exit_code,
+        signal: None,
         stdout: report.stdout,
         stderr: report.stderr,
         usage: report.usage,
         audit_seq: 0,
         violations: Vec::new(),
     }
+}
+
+/// The outcome of a call the process jail ran.
+fn outcome_of_jail(report: JailReport) -> CallOutcome {
+    let (status, exit_code, signal) = match report.exit {
+        JailExit::Code(0) => (Status::Ok, Some(0), None),
+        JailExit::Code(code) => (Status::ToolError, Some(code), None),
+        JailExit::Signal(signal) => (
+            Status::Trapped { trap: format!("killed by signal {signal} ({})", signal_name(signal)) },
+            None,
+            Some(signal),
+        ),
+        JailExit::Limit { limit, signal } => (Status::LimitExceeded { limit }, None, signal),
+    };
+    CallOutcome {
+        status,
+        exit_code,
+        signal,
+        stdout: report.stdout,
+        stderr: report.stderr,
+        usage: report.usage,
+        audit_seq: 0,
+        violations: report.violations,
+    }
+}
+
+/// The conventional name of a signal (`SIGSEGV`), or `signal N`.
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
 }

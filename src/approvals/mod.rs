@@ -207,6 +207,33 @@ pub enum Verdict {
     Deny { reason: String },
 }
 
+/// The params of the socket method `airlock/approvals.list`: `{"state": "pending"}`
+/// (`state` optional, default pending; `all` for every approval). Result:
+/// `{"approvals": [Approval, ...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    pub state: ApprovalFilter,
+}
+
+/// The params of `airlock/approvals.get`: `{"id": "..."}`. Result: `{"approval": Approval}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    pub id: String,
+}
+
+/// The params of `airlock/approvals.decide`: `{"id": "...", "verdict": "approve", "uses": 2}`
+/// or `{"id": "...", "verdict": "deny", "reason": "..."}`. The approver is the connection's
+/// caller, never a param. Result: `{"approval": Approval}` (after the decision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecideParams {
+    pub id: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
 /// The call a [`Approvals::gate`] is asked about.
 #[derive(Debug, Clone)]
 pub struct ApprovalRequest {
@@ -281,8 +308,8 @@ struct Inner {
 }
 
 impl Approvals {
-    /// Opens the store in `dir` (created 0700 with its parents; refused when anyone may
-    /// write it). New approvals expire `ttl` after they are created; their arguments are
+    /// Opens the store in `dir` (created 0700 with its parents when the first approval is
+    /// written; refused when anyone may write it). New approvals expire `ttl` after they are created; their arguments are
     /// stored redacted by `redactor`.
     pub fn open(dir: impl AsRef<Path>, ttl: Duration, redactor: Redactor) -> Result<Approvals> {
         if ttl.is_zero() {
@@ -590,6 +617,7 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -607,6 +635,17 @@ mod tests {
         assert!("bogus".parse::<ApprovalFilter>().is_err());
         assert!(ApprovalFilter::All.admits(ApprovalState::Used));
         assert!(!ApprovalFilter::Pending.admits(ApprovalState::Approved));
+    }
+
+    #[test]
+    fn socket_params_json_shape() {
+        let decide: DecideParams =
+            serde_json::from_value(serde_json::json!({"id": "x", "verdict": "approve", "uses": 3})).unwrap();
+        assert_eq!(decide, DecideParams { id: "x".into(), verdict: Verdict::Approve { uses: 3 } });
+        let list: Option<ListParams> = serde_json::from_value(serde_json::json!({})).ok();
+        assert_eq!(list, Some(ListParams { state: ApprovalFilter::Pending }));
+        let list: Option<ListParams> = serde_json::from_value(serde_json::json!({"state": "all"})).ok();
+        assert_eq!(list, Some(ListParams { state: ApprovalFilter::All }));
     }
 
     #[test]

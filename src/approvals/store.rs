@@ -1,7 +1,8 @@
 //! The approvals directory on disk: one file per approval, replaced atomically, and the
 //! lock that serialises every change.
 //!
-//! Owns: the directory (created 0700; refused when anyone may write it), reading one file
+//! Owns: the directory (created 0700 when the first approval is written, so a runtime that
+//! never needs one leaves no trace; refused when anyone may write it), reading one file
 //! with its checks, writing one file durably (temp file, fsync, rename, fsync of the
 //! directory), listing files by binding or by id, the lock (an in-process mutex plus
 //! `flock(LOCK_EX)` on `.lock`, so that the service and a CLI on the same directory never
@@ -15,7 +16,7 @@ use std::{
     io::{Read, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{Mutex, MutexGuard, OnceLock},
     time::{Duration, SystemTime},
 };
 
@@ -39,7 +40,8 @@ const LOCK_FILE: &str = ".lock";
 #[derive(Debug)]
 pub(crate) struct Store {
     dir: PathBuf,
-    lock_file: File,
+    /// Opened (and the directory created) by the first [`Store::locked`].
+    lock_file: OnceLock<File>,
     /// `flock` is per open file, so threads of one process would all "hold" it: this
     /// mutex serialises them first.
     mutex: Mutex<()>,
@@ -47,48 +49,72 @@ pub(crate) struct Store {
 
 /// Proof that the caller holds the store's lock; every write takes one.
 pub(crate) struct Locked<'a> {
-    store: &'a Store,
+    lock_file: &'a File,
     _mutex: MutexGuard<'a, ()>,
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        let _ = self.store.lock_file.unlock();
+        let _ = self.lock_file.unlock();
     }
 }
 
 impl Store {
-    /// Opens (creating, 0700) the directory `dir` and its lock file, and removes temporary
-    /// files that crashed writers left behind.
+    /// The store in `dir`. An existing `dir` is checked now (a directory nobody else may
+    /// write) and cleared of temporary files that crashed writers left behind; a missing
+    /// one is created by the first write.
     pub(crate) fn open(dir: &Path) -> Result<Store> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| ApprovalError::CreateDir { path: dir.to_path_buf(), source })?;
-        let meta = fs::metadata(dir).map_err(|source| ApprovalError::Read { path: dir.to_path_buf(), source })?;
-        if !meta.is_dir() {
-            return Err(ApprovalError::NotADirectory { path: dir.to_path_buf() });
+        let store = Store { dir: dir.to_path_buf(), lock_file: OnceLock::new(), mutex: Mutex::new(()) };
+        match fs::metadata(dir) {
+            Ok(_) => {
+                store.check_dir()?;
+                store.remove_stale_temps();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ApprovalError::Read { path: dir.to_path_buf(), source }),
         }
-        // Whoever can write here can approve anything.
-        if meta.permissions().mode() & 0o002 != 0 {
-            return Err(ApprovalError::InsecureDir {
-                path: dir.to_path_buf(),
-                mode: meta.permissions().mode() & 0o7777,
-            });
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|source| ApprovalError::Open { path: lock_path, source })?;
-        let store = Store { dir: dir.to_path_buf(), lock_file, mutex: Mutex::new(()) };
-        store.remove_stale_temps();
         Ok(store)
+    }
+
+    /// Refuses a `dir` that is not a directory, or that everyone may write (whoever can
+    /// write here can approve anything).
+    fn check_dir(&self) -> Result<()> {
+        let meta = fs::metadata(&self.dir).map_err(|source| ApprovalError::Read { path: self.dir.clone(), source })?;
+        if !meta.is_dir() {
+            return Err(ApprovalError::NotADirectory { path: self.dir.clone() });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(ApprovalError::InsecureDir { path: self.dir.clone(), mode });
+        }
+        Ok(())
+    }
+
+    /// The lock file, creating the directory (0700, with its parents) and the file on the
+    /// first call. Called with the mutex held, so only one thread creates them.
+    fn lock_file(&self) -> Result<&File> {
+        if self.lock_file.get().is_none() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|source| ApprovalError::CreateDir { path: self.dir.clone(), source })?;
+            self.check_dir()?;
+            let lock_path = self.dir.join(LOCK_FILE);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|source| ApprovalError::Open { path: lock_path, source })?;
+            let _ = self.lock_file.set(file);
+        }
+        self.lock_file.get().ok_or_else(|| ApprovalError::Lock {
+            path: self.dir.join(LOCK_FILE),
+            source: std::io::Error::other("the lock file was not kept"),
+        })
     }
 
     /// The directory.
@@ -99,14 +125,15 @@ impl Store {
     /// Takes the lock: the mutex, then `flock(LOCK_EX)`.
     pub(crate) fn locked(&self) -> Result<Locked<'_>> {
         let guard = self.mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock_file = self.lock_file()?;
         loop {
-            match self.lock_file.lock() {
+            match lock_file.lock() {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(ApprovalError::Lock { path: self.dir.join(LOCK_FILE), source }),
             }
         }
-        Ok(Locked { store: self, _mutex: guard })
+        Ok(Locked { lock_file, _mutex: guard })
     }
 
     /// The files of every approval (`<binding>-<id>.json`), in no particular order.
@@ -127,8 +154,12 @@ impl Store {
     /// Files whose name is `<64 hex>-<32 hex>.json` and whose parts pass `keep`. Other
     /// names (the lock, temporary files, whatever else) are ignored.
     fn files_where(&self, keep: impl Fn(&str, &str) -> bool) -> Result<Vec<PathBuf>> {
-        let entries =
-            fs::read_dir(&self.dir).map_err(|source| ApprovalError::Read { path: self.dir.clone(), source })?;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            // No directory yet: no approvals yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ApprovalError::Read { path: self.dir.clone(), source }),
+        };
         let mut files = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| ApprovalError::Read { path: self.dir.clone(), source })?;
@@ -258,5 +289,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         assert!(matches!(Store::open(dir.path()), Err(ApprovalError::InsecureDir { .. })));
+    }
+
+    #[test]
+    fn the_directory_is_created_0700_by_the_first_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state/approvals");
+        let store = Store::open(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(store.all_files().unwrap().is_empty());
+        drop(store.locked().unwrap());
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(dir.join(LOCK_FILE).is_file());
     }
 }

@@ -177,6 +177,10 @@ pub struct AuditEntry {
     pub approval: Option<ApprovalRecord>,
     /// The backend that ran the call (`wasm`, `jail`), if it ran.
     pub backend: Option<String>,
+    /// The isolation layers that were active for the call (process jail: `user-namespace`,
+    /// `landlock`, `seccomp`, ...); empty when it did not run in the jail.
+    #[serde(default)]
+    pub isolation: Vec<String>,
     /// How the call ended. The log keeps a summary (status, exit code, output sizes and
     /// digests, usage), never the output text.
     pub outcome: Option<CallOutcome>,
@@ -186,7 +190,8 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// An entry with the given essentials and nothing else: no designation, session,
-    /// digests, env, workspace, reasons, approval, backend, outcome or violations.
+    /// digests, env, workspace, reasons, approval, backend, isolation layers, outcome or
+    /// violations.
     pub fn new(
         caller: impl Into<String>,
         tool: impl Into<String>,
@@ -209,6 +214,7 @@ impl AuditEntry {
             reasons: Vec::new(),
             approval: None,
             backend: None,
+            isolation: Vec::new(),
             outcome: None,
             violations: Vec::new(),
         }

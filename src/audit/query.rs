@@ -146,10 +146,39 @@ pub fn parse_since_at(input: &str, now: SystemTime) -> Result<SystemTime> {
     let input = input.trim();
     let bad = |reason: String| AuditError::BadSince { input: input.to_owned(), reason };
     if input.contains('-') || input.contains(':') {
-        return humantime::parse_rfc3339_weak(input).map_err(|e| bad(e.to_string()));
+        let (local, offset) = split_utc_offset(input);
+        let time = humantime::parse_rfc3339_weak(local).map_err(|e| bad(e.to_string()))?;
+        // `local` is the wall time at `offset` east of UTC: UTC is that much earlier.
+        return match offset {
+            Some(east) if east >= 0 => time.checked_sub(Duration::from_secs(east.unsigned_abs())),
+            Some(west) => time.checked_add(Duration::from_secs(west.unsigned_abs())),
+            None => Some(time),
+        }
+        .ok_or_else(|| bad("the time is out of range".into()));
     }
     let age: Duration = humantime::parse_duration(input).map_err(|e| bad(e.to_string()))?;
     now.checked_sub(age).ok_or_else(|| bad("that is before the start of time".into()))
+}
+
+/// Splits a trailing RFC 3339 numeric offset (`+01:00`, `-05:30`) off a time, giving the
+/// rest and the offset in seconds east of UTC (humantime reads only `Z` or no zone).
+fn split_utc_offset(input: &str) -> (&str, Option<i64>) {
+    let Some(split) = input.len().checked_sub(6) else { return (input, None) };
+    let (rest, zone) = input.split_at(split);
+    let bytes = zone.as_bytes();
+    let sign = match bytes[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return (input, None),
+    };
+    let digits =
+        |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')));
+    match (digits(bytes[1], bytes[2]), bytes[3], digits(bytes[4], bytes[5])) {
+        (Some(hours), b':', Some(minutes)) if rest.contains('T') || rest.contains(' ') => {
+            (rest, Some(sign * (hours * 3600 + minutes * 60)))
+        }
+        _ => (input, None),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +191,8 @@ mod tests {
         let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
         let at = |s| parse_since_at(s, now).unwrap();
         assert_eq!(at("2026-11-27T10:00:00Z"), humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
+        assert_eq!(at("2026-11-27T11:00:00+01:00"), humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
+        assert_eq!(at("2026-11-27T04:30:00-05:30"), humantime::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
         assert_eq!(at("10m"), now - Duration::from_secs(600));
         assert_eq!(at("2h"), now - Duration::from_secs(7200));
         assert_eq!(at("3d"), now - Duration::from_secs(3 * 86400));

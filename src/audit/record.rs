@@ -10,9 +10,10 @@
 //! One JSON object per line, fields in this order: `seq` (1, 2, ...), `time` (RFC 3339 UTC
 //! with microseconds), `caller`, `designation`, `session`, `tool`, `tool_sha256`,
 //! `policy_digest`, `arguments` (redacted), `arguments_sha256`, `env` (redacted),
-//! `workspace`, `decision`, `rule`, `reasons`, `approval`, `backend`, `outcome`,
-//! `violations`, `durability`, `note`, `prev`, `hash`. Absent values are `null`. The order
-//! is for people reading the file; the hash does not depend on it.
+//! `workspace`, `decision`, `rule`, `reasons`, `approval`, `backend`, `isolation` (the
+//! process jail's active layers; `[]` otherwise, absent in records written before it
+//! existed), `outcome`, `violations`, `durability`, `note`, `prev`, `hash`. Absent values
+//! are `null`. The order is for people reading the file; the hash does not depend on it.
 //!
 //! # Canonical form
 //!
@@ -77,6 +78,9 @@ pub struct AuditRecord {
     pub reasons: Vec<String>,
     pub approval: Option<ApprovalRecord>,
     pub backend: Option<String>,
+    /// The isolation layers that were active (process jail).
+    #[serde(default)]
+    pub isolation: Vec<String>,
     pub outcome: Option<OutcomeSummary>,
     pub violations: Vec<String>,
     /// The fsync mode the record was written with.
@@ -134,6 +138,9 @@ impl fmt::Display for AuditRecord {
 pub struct OutcomeSummary {
     pub status: Status,
     pub exit_code: Option<i32>,
+    /// The signal that ended the process, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     pub stdout: StreamSummary,
     pub stderr: StreamSummary,
     pub usage: Usage,
@@ -145,6 +152,7 @@ impl OutcomeSummary {
         OutcomeSummary {
             status: outcome.status.clone(),
             exit_code: outcome.exit_code,
+            signal: outcome.signal,
             stdout: StreamSummary::of(&outcome.stdout),
             stderr: StreamSummary::of(&outcome.stderr),
             usage: outcome.usage.clone(),
@@ -303,6 +311,7 @@ impl PreparedRecord {
             reasons: entry.reasons,
             approval: entry.approval,
             backend: entry.backend,
+            isolation: entry.isolation,
             outcome: entry.outcome.as_ref().map(OutcomeSummary::of),
             violations,
             durability,
@@ -496,6 +505,7 @@ mod tests {
                 "reasons",
                 "approval",
                 "backend",
+                "isolation",
                 "outcome",
                 "violations",
                 "durability",

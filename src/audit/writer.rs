@@ -1,4 +1,4 @@
-//! The chained writer: one thread owns the log file; appenders hand it records and wait
+//! The chained writer: a thread writes the log file; appenders hand it records and wait
 //! for their record to be as durable as the log's [`Fsync`] mode promises.
 //!
 //! Owns: opening the log (parent directories, `O_APPEND`, mode 0600), recovering its tail
@@ -11,7 +11,8 @@
 //!
 //! Modes: `always` writes and fdatasyncs each record before answering it; `batch` writes
 //! everything queued when the thread wakes in one `write` and one `fdatasync`, then
-//! answers every waiter; `off` writes and answers without fdatasync.
+//! answers every waiter; `off` writes on the appender's own thread (under the same lock)
+//! and answers without fdatasync: there is nothing to wait for, so no hand-off.
 //!
 //! Several writers (processes, or several [`AuditLog`]s in one process) share a log by
 //! taking `flock(LOCK_EX)` around each batch; a writer that finds the file longer than it
@@ -107,6 +108,9 @@ pub struct AuditLog {
     fsync: Fsync,
     redact: Redactor,
     shared: Arc<Shared>,
+    /// The writer state; the thread locks it per batch, and in `off` mode appenders lock
+    /// it and write inline (no hand-off to the thread, no wake-up to wait for).
+    writer: Arc<Mutex<Writer>>,
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -164,12 +168,24 @@ impl AuditLog {
         writer.unlock();
         recovered?;
 
+        let writer = Arc::new(Mutex::new(writer));
         let (tx, rx) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("airlock-audit".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| AuditError::Spawn { path: path.clone(), source })?;
-        Ok(AuditLog { path, fsync: config.fsync, redact: config.redact, shared, tx: Some(tx), thread: Some(thread) })
+        let thread = {
+            let writer = writer.clone();
+            thread::Builder::new()
+                .name("airlock-audit".into())
+                .spawn(move || Writer::run(&writer, rx))
+                .map_err(|source| AuditError::Spawn { path: path.clone(), source })?
+        };
+        Ok(AuditLog {
+            path,
+            fsync: config.fsync,
+            redact: config.redact,
+            shared,
+            writer,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// The log's path.
@@ -202,6 +218,12 @@ impl AuditLog {
     pub async fn append(&self, entry: AuditEntry) -> Result<u64> {
         self.check()?;
         let record = PreparedRecord::new(entry, &self.redact, self.fsync)?;
+        if self.fsync == Fsync::Off {
+            // Nothing to wait for: write on the caller's thread (two syscalls under the
+            // flock), which saves two thread wake-ups per call.
+            let mut writer = self.writer.lock().map_err(|_| self.gone())?;
+            return writer.commit(vec![record]).pop().unwrap_or_else(|| Err(self.gone()));
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append { record, reply })?;
         answer.await.map_err(|_| self.gone())?
@@ -257,15 +279,8 @@ impl Drop for AuditLog {
     }
 }
 
-/// Answers the oldest unanswered appender.
-fn answer(replies: &mut VecDeque<Reply<u64>>, result: Result<u64>) {
-    if let Some(reply) = replies.pop_front() {
-        // The appender may have stopped waiting; its record is written all the same.
-        let _ = reply.send(result);
-    }
-}
-
-/// The writer thread's state: the file and the head of the chain.
+/// The writer's state: the file and the head of the chain.
+#[derive(Debug)]
 struct Writer {
     path: PathBuf,
     file: File,
@@ -285,7 +300,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Command>) {
+    fn run(writer: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
         while let Ok(first) = rx.recv() {
             let mut records: Vec<PreparedRecord> = Vec::new();
             let mut replies: VecDeque<Reply<u64>> = VecDeque::new();
@@ -301,60 +316,69 @@ impl Writer {
                 }
                 next = if records.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
             }
+            // A panic while the lock was held cannot leave a half-written batch behind
+            // unnoticed: the file is re-read under flock before the next write.
+            let mut this = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if !records.is_empty() {
-                self.commit(records, replies);
+                for (reply, result) in replies.into_iter().zip(this.commit(records)) {
+                    // The appender may have stopped waiting; its record is written all the same.
+                    let _ = reply.send(result);
+                }
             }
             if !flushes.is_empty() {
-                let synced = self.sync_for_flush();
+                let synced = this.sync_for_flush();
                 for reply in flushes {
                     let _ = reply.send(match &synced {
                         Ok(()) => Ok(()),
-                        Err(e) => Err(self.replicate(e)),
+                        Err(e) => Err(this.replicate(e)),
                     });
                 }
             }
         }
         // Every sender is gone: the queue is drained. Make `off`-mode records durable too.
-        if self.shared.cause().is_none() && self.fsync == Fsync::Off {
-            let _ = self.file.sync_data();
+        let this = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if this.shared.cause().is_none() && this.fsync == Fsync::Off {
+            let _ = this.file.sync_data();
         }
     }
 
-    /// Writes the records under the lock and answers their appenders; on any failure
-    /// poisons the log and answers every unanswered appender with the error.
-    fn commit(&mut self, records: Vec<PreparedRecord>, mut replies: VecDeque<Reply<u64>>) {
+    /// Writes the records under the lock; returns one result per record, in order. On any
+    /// failure poisons the log, and every record not yet written gets the error.
+    fn commit(&mut self, records: Vec<PreparedRecord>) -> Vec<Result<u64>> {
+        let count = records.len();
         if let Some(cause) = self.shared.cause() {
-            for reply in replies {
-                let _ = reply.send(Err(AuditError::Poisoned { path: self.path.clone(), cause: cause.clone() }));
-            }
-            return;
+            return (0..count)
+                .map(|_| Err(AuditError::Poisoned { path: self.path.clone(), cause: cause.clone() }))
+                .collect();
         }
-        let result = match self.lock() {
+        let mut results = Vec::with_capacity(count);
+        let outcome = match self.lock() {
             Ok(()) => {
-                let r = self.commit_locked(records, &mut replies);
+                let r = self.commit_locked(records, &mut results);
                 self.unlock();
                 r
             }
             Err(e) => Err(e),
         };
-        if let Err(error) = result {
+        if let Err(error) = outcome {
             tracing::error!(path = %self.path.display(), %error, "audit log failed; refusing further records");
             self.shared.poison(error.to_string());
             let mut first = Some(error);
-            for reply in replies {
+            while results.len() < count {
                 let e = match first.take() {
                     Some(e) => e,
                     None => self.replicate_cause(),
                 };
-                let _ = reply.send(Err(e));
+                results.push(Err(e));
             }
         }
+        results
     }
 
-    /// Chains onto the newest record on disk, writes, syncs per mode, and answers (from
-    /// the front of `replies`) the appenders whose records are written. On error returns
-    /// it, leaving the unanswered replies in `replies`.
-    fn commit_locked(&mut self, records: Vec<PreparedRecord>, replies: &mut VecDeque<Reply<u64>>) -> Result<()> {
+    /// Chains onto the newest record on disk, writes, syncs per mode, and pushes (onto
+    /// `results`) the result of each record written. On error returns it; the records
+    /// after those in `results` were not written.
+    fn commit_locked(&mut self, records: Vec<PreparedRecord>, results: &mut Vec<Result<u64>>) -> Result<()> {
         let len = self.current_len()?;
         if len != self.known_len {
             self.resync(len)?;
@@ -367,9 +391,9 @@ impl Writer {
                     Ok((seq, hash)) => {
                         self.write_line_batch(true)?;
                         self.advance(seq, hash, 1);
-                        answer(replies, Ok(seq));
+                        results.push(Ok(seq));
                     }
-                    Err(e) => answer(replies, Err(e)),
+                    Err(e) => results.push(Err(e)),
                 }
             }
             return Ok(());
@@ -392,9 +416,7 @@ impl Writer {
             let written = seq - self.head_seq;
             self.advance(seq, hash, written);
         }
-        for a in answers {
-            answer(replies, a);
-        }
+        results.extend(answers);
         Ok(())
     }
 

@@ -22,10 +22,12 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use airlock::{
-    approvals::{Approval, ApprovalFilter, Approvals, DEFAULT_APPROVAL_TTL, Verdict},
+    approvals::{
+        Approval, ApprovalFilter, Approvals, DEFAULT_APPROVAL_TTL, DecideParams, GetParams, ListParams, Verdict,
+    },
     audit::Redactor,
 };
 
@@ -85,7 +87,7 @@ enum ApprovalsCommand {
     },
 }
 
-pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
+pub fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let mut target = match &args.state_dir {
         Some(dir) => Target::open_store(dir, args.approver.clone())?,
         None => {
@@ -96,7 +98,7 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ApprovalsCommand::List { all, state } => {
             let filter = if all { ApprovalFilter::All } else { state.unwrap_or_default() };
-            let (approvals, unreadable) = target.list(filter).await?;
+            let (approvals, unreadable) = target.list(filter)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&approvals)?);
             } else {
@@ -108,15 +110,15 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
             Ok(if unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         ApprovalsCommand::Show { id } => {
-            print_one(&target.get(&id).await?, args.json)?;
+            print_one(&target.get(&id)?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         ApprovalsCommand::Approve { id, uses } => {
-            print_one(&target.decide(&id, Verdict::Approve { uses }).await?, args.json)?;
+            print_one(&target.decide(&id, Verdict::Approve { uses })?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         ApprovalsCommand::Deny { id, reason } => {
-            print_one(&target.decide(&id, Verdict::Deny { reason }).await?, args.json)?;
+            print_one(&target.decide(&id, Verdict::Deny { reason })?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -144,14 +146,15 @@ impl Target {
         Ok(Target::Store { approvals, approver: approver.unwrap_or_else(local_user) })
     }
 
-    async fn list(&mut self, filter: ApprovalFilter) -> anyhow::Result<(Vec<Approval>, Vec<String>)> {
+    fn list(&mut self, filter: ApprovalFilter) -> anyhow::Result<(Vec<Approval>, Vec<String>)> {
         match self {
             Target::Store { approvals, .. } => {
                 let list = approvals.list_checked(filter);
                 Ok((list.approvals, list.unreadable.iter().map(ToString::to_string).collect()))
             }
             Target::Socket(client) => {
-                let result = client.call("airlock/approvals.list", json!({ "state": filter }))?;
+                let result =
+                    client.call("airlock/approvals.list", serde_json::to_value(ListParams { state: filter })?)?;
                 let list = result.get("approvals").cloned().unwrap_or(result);
                 let approvals = serde_json::from_value(list).context("the service's approval list is not readable")?;
                 Ok((approvals, Vec::new()))
@@ -159,26 +162,28 @@ impl Target {
         }
     }
 
-    async fn get(&mut self, id: &str) -> anyhow::Result<Approval> {
+    fn get(&mut self, id: &str) -> anyhow::Result<Approval> {
         match self {
             Target::Store { approvals, .. } => Ok(approvals.load(id)?),
-            Target::Socket(client) => approval_of(client.call("airlock/approvals.get", json!({ "id": id }))?),
+            Target::Socket(client) => {
+                let params = serde_json::to_value(GetParams { id: id.to_string() })?;
+                approval_of(client.call("airlock/approvals.get", params)?)
+            }
         }
     }
 
-    async fn decide(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<Approval> {
+    fn decide(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<Approval> {
         match self {
             Target::Store { approvals, approver } => Ok(approvals.decide(id, approver, verdict)?),
             Target::Socket(client) => {
-                let mut params = serde_json::to_value(&verdict)?;
-                params["id"] = Value::from(id);
+                let params = serde_json::to_value(DecideParams { id: id.to_string(), verdict })?;
                 approval_of(client.call("airlock/approvals.decide", params)?)
             }
         }
     }
 }
 
-/// An approval from a service's result (the approval, or `{"approval": ...}`).
+/// The approval in a service's result (`{"approval": ...}`, or the approval itself).
 fn approval_of(result: Value) -> anyhow::Result<Approval> {
     let value = result.get("approval").cloned().unwrap_or(result);
     serde_json::from_value(value).context("the service's answer is not an approval")

@@ -41,6 +41,9 @@ pub enum AuditCommand {
         /// Only this caller.
         #[arg(long)]
         caller: Option<String>,
+        /// Only calls that ended with this status.
+        #[arg(long, value_parser = ["ok", "tool-error", "denied", "limit-exceeded", "trapped"])]
+        status: Option<String>,
         /// Only records since TIME: RFC 3339 (2026-11-27T10:00:00Z) or an age (10m, 2h, 3d).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
@@ -69,9 +72,9 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             print_records(&audit::tail(&audit.path(), lines)?, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Query { tool, decision, caller, since, json, audit } => {
+        AuditCommand::Query { tool, decision, caller, status, since, json, audit } => {
             let since = since.as_deref().map(audit::parse_since).transpose()?;
-            let filter = Filter { tool, decision, caller, since, ..Filter::default() };
+            let filter = Filter { tool, decision, caller, since, status };
             print_records(&audit::query(&audit.path(), &filter)?, json)?;
             Ok(ExitCode::SUCCESS)
         }

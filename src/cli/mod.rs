@@ -7,8 +7,10 @@
 //! Exit codes of `airlock run` and `airlock run-wasm`: the tool's own code when it ran to
 //! an exit; [`EXIT_LIMIT`] when a limit stopped it; [`EXIT_AIRLOCK`] when airlock itself
 //! failed (bad usage, policies that do not load, an audit log that cannot be written);
-//! [`EXIT_DENIED`] when the call was refused; [`EXIT_TRAPPED`] when the guest trapped;
-//! [`EXIT_NEEDS_APPROVAL`] when it waits for a human's approval.
+//! [`EXIT_DENIED`] when the call was refused (by policy, or because the jail could not be
+//! set up: the reason names the step); [`EXIT_TRAPPED`] when a wasm guest trapped; 128+N
+//! when a process was killed by signal N (`airlock run-jail` and process tools);
+//! [`EXIT_NEEDS_APPROVAL`] when the call waits for a human's approval.
 
 mod approvals;
 mod audit;
@@ -18,7 +20,7 @@ mod policy;
 mod run;
 mod serve;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -33,11 +35,22 @@ pub const EXIT_TRAPPED: u8 = 134;
 /// The call needs a human's approval and did not run yet: try again later (`EX_TEMPFAIL`).
 pub const EXIT_NEEDS_APPROVAL: u8 = 75;
 
+/// The exit codes of `airlock run` and `airlock run-wasm`, as `--help` shows them.
+const EXIT_CODES_HELP: &str = "\
+Exit codes of `run` and `run-wasm`:
+  the tool's own  the tool ran to an exit (0 ok, 1..=255 its own failure)
+  124             a limit (wall time, fuel, memory, table, output) stopped the tool
+  125             airlock itself failed: bad usage, policies that do not load, an unwritable audit log
+  126             the call was denied (policy, bad arguments, unknown tool); it did not run
+  134             the guest trapped
+Other subcommands: 0 success; 1 a check failed (`policy check`, `audit verify`); 125 airlock failed.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
     version,
-    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log."
+    about = "Runs AI agents' tools in a sandbox, under declarative policies, with a hash-chained audit log.",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -53,7 +66,16 @@ enum Command {
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.
+    ///
+    /// Exit code: the guest's own; 124 a limit stopped it; 125 airlock failed; 126 the
+    /// call was denied (the module could not be started); 134 the guest trapped.
     RunWasm(run::RunWasmArgs),
+    /// Run a command in the process jail under an ad-hoc grant of exactly the given
+    /// capabilities (still audited), like `bwrap` or `nsjail`.
+    ///
+    /// Exit code: the command's own; 128+N when signal N killed it; 124 a limit stopped it;
+    /// 125 airlock failed; 126 the jail refused or could not be set up.
+    RunJail(run::RunJailArgs),
     /// On the built-in policies, in a temporary workspace: an allowed call, a denied call,
     /// a call that hits a limit, a call that tries to leave its preopen, then `audit verify`.
     Demo(demo::DemoArgs),
@@ -133,20 +155,35 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => with_tokio(run::run(args)),
         Command::RunWasm(args) => with_tokio(run::run_wasm(args)),
+        Command::RunJail(args) => with_tokio(run::run_jail(args)),
         Command::Demo(args) => with_tokio(demo::demo(args)),
         Command::Policy(command) => with_tokio(policy::policy(command)),
         Command::Audit(command) => audit::audit(command),
         Command::Serve(args) => with_tokio(serve::serve(args)),
         Command::Mcp(args) => mcp::mcp(args),
-        Command::Approvals(args) => with_tokio(approvals::approvals(args)),
+        Command::Approvals(args) => approvals::approvals(args),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("airlock: {error:#}");
+            eprintln!("airlock: {}", error_text(&error));
             ExitCode::from(EXIT_AIRLOCK)
         }
     }
+}
+
+/// The error and its causes, each cause left out when the text before it already says it
+/// (the library's errors put their source in their own message; `{:#}` would repeat it).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn with_tokio(future: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
@@ -158,5 +195,9 @@ fn with_tokio(future: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow:
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

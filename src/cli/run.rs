@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use airlock::{
     CallOutcome, CallRequest, Runtime, Status,
-    policy::{Grant, Limits, Mount, PolicySet, Program},
+    policy::{Grant, Layer, Limits, Mount, PolicySet, Program},
 };
 
 use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_NEEDS_APPROVAL, EXIT_TRAPPED, PoliciesArg};
@@ -161,9 +161,7 @@ pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
     }
     grant.env = env_pairs(&args.env)?;
     grant.limits = limits(&args);
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut grant.stdin).context("cannot read stdin")?;
-    }
+    grant.stdin = read_stdin()?;
     let recorded = serde_json::json!({
         "module": module,
         "args": args.args,
@@ -174,6 +172,149 @@ pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
     let outcome = runtime.run_grant(airlock::runtime::OPERATOR_CALLER, grant, recorded).await?;
     runtime.close().await?;
     report(&outcome, args.json)
+}
+
+#[derive(Debug, Args)]
+pub struct RunJailArgs {
+    /// Make PATH visible read-only, at its own path. Repeatable.
+    #[arg(long = "ro", value_name = "PATH")]
+    ro: Vec<PathBuf>,
+    /// Make PATH visible read-write, at its own path. Repeatable.
+    #[arg(long = "rw", value_name = "PATH")]
+    rw: Vec<PathBuf>,
+    /// Set an environment variable (nothing else is passed). Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Wall-clock limit in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Memory limit of the whole process tree, in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
+    /// Processes alive at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// CPU seconds of the whole process tree [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    cpu_seconds: Option<u64>,
+    /// Bytes kept of stdout and of stderr, each; more stops the command [default: 1 MiB].
+    #[arg(long, value_name = "BYTES")]
+    output_bytes: Option<u64>,
+    /// The working directory inside the jail [default: the current directory when it is
+    /// granted, else /].
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// A layer the host may lack without refusing the run (landlock, cgroups,
+    /// cgroup-namespace, seccomp): e.g. `cgroups` as an unprivileged user without a
+    /// delegated cgroup. Repeatable.
+    #[arg(long = "best-effort", value_name = "LAYER")]
+    best_effort: Vec<String>,
+    #[command(flatten)]
+    policies: PoliciesArg,
+    #[command(flatten)]
+    audit: AuditArg,
+    /// Print the whole outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments (the command is looked up in PATH unless absolute).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    let Some((command, rest)) = args.command.split_first() else {
+        bail!("give the command to run after `--`");
+    };
+    let executable = find_executable(command)?;
+    let mut grant = Grant::new(command.clone(), Program::Process { executable: executable.clone(), sha256: None });
+    grant.args = rest.to_vec();
+    for (path, writable) in args.ro.iter().map(|p| (p, false)).chain(args.rw.iter().map(|p| (p, true))) {
+        let host =
+            path.canonicalize().with_context(|| format!("cannot grant {}: it does not exist", path.display()))?;
+        grant.mounts.push(Mount { guest: host.to_string_lossy().into_owned(), host, writable });
+    }
+    grant.env = env_pairs(&args.env)?;
+    let defaults = Limits::default();
+    grant.limits = Limits {
+        wall_ms: args.timeout_ms.unwrap_or(defaults.wall_ms),
+        memory_mib: args.memory_mib.unwrap_or(defaults.memory_mib),
+        pids: args.pids.unwrap_or(defaults.pids),
+        cpu_seconds: args.cpu_seconds.unwrap_or(defaults.cpu_seconds),
+        output_bytes: args.output_bytes.unwrap_or(defaults.output_bytes),
+        ..defaults
+    };
+    for name in &args.best_effort {
+        match Layer::from_name(name) {
+            Some(layer) if Layer::OPTIONAL.contains(&layer) => grant.jail.best_effort.push(layer),
+            _ => bail!(
+                "--best-effort {name}: not a layer that may be missing; use one of: {}",
+                Layer::OPTIONAL.map(|l| l.name()).join(", ")
+            ),
+        }
+    }
+    // The default seccomp profile of the policies, like any process tool that names none.
+    let policies = runtime.policies();
+    let Some(profile) = policies.seccomp_profile(airlock::backend::jail::seccomp::DEFAULT_PROFILE) else {
+        bail!("the policies in {} have no seccomp/default.json; run-jail needs it", policies.root().display());
+    };
+    grant.jail.seccomp = Some(profile.clone());
+    let cwd = match &args.cwd {
+        Some(cwd) => cwd.clone(),
+        None => {
+            let here = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+            match here {
+                Some(here) if grant.mounts.iter().any(|m| here.starts_with(&m.host)) => here,
+                _ => PathBuf::from("/"),
+            }
+        }
+    };
+    grant.jail.cwd = Some(cwd.to_string_lossy().into_owned());
+    grant.stdin = read_stdin()?;
+    let recorded = serde_json::json!({
+        "command": args.command,
+        "executable": executable,
+        "ro": args.ro,
+        "rw": args.rw,
+        "env": grant.env,
+        "cwd": cwd,
+    });
+    let outcome = runtime.run_grant(airlock::runtime::OPERATOR_CALLER, grant, recorded).await?;
+    runtime.close().await?;
+    report(&outcome, args.json)
+}
+
+/// `command` as an absolute path: as is when it has a `/`, else the first match in PATH.
+fn find_executable(command: &str) -> anyhow::Result<PathBuf> {
+    if command.contains('/') {
+        return std::path::absolute(command).with_context(|| format!("cannot resolve {command}"));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(command);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("{command} is not in PATH; give its absolute path")
+}
+
+/// Caps what `run-wasm` / `run-jail` read from their own stdin for the tool, so that
+/// `< /dev/zero` cannot grow airlock's memory without bound.
+const MAX_STDIN_BYTES: u64 = 64 << 20;
+
+/// The tool's stdin: ours when it is not a terminal (read whole, at most
+/// [`MAX_STDIN_BYTES`]), else empty.
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if std::io::stdin().is_terminal() {
+        return Ok(bytes);
+    }
+    std::io::stdin().take(MAX_STDIN_BYTES + 1).read_to_end(&mut bytes).context("cannot read stdin")?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        bail!("stdin is larger than {} MiB; give the tool a file in its workspace instead", MAX_STDIN_BYTES >> 20);
+    }
+    Ok(bytes)
 }
 
 fn mount(spec: &str, writable: bool) -> anyhow::Result<Mount> {
@@ -243,7 +384,11 @@ pub fn exit_code(outcome: &CallOutcome) -> u8 {
         Status::ToolError => outcome.exit_code.and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1),
         Status::Denied { .. } => EXIT_DENIED,
         Status::LimitExceeded { .. } => EXIT_LIMIT,
-        Status::Trapped { .. } => EXIT_TRAPPED,
+        // A process killed by signal N exits 128+N, as a shell reports it.
+        Status::Trapped { .. } => match outcome.signal {
+            Some(signal) => u8::try_from(128 + signal).unwrap_or(EXIT_TRAPPED),
+            None => EXIT_TRAPPED,
+        },
         // As a shell reports a command interrupted by SIGINT.
         Status::Cancelled => 130,
         Status::NeedsApproval { .. } => EXIT_NEEDS_APPROVAL,

@@ -20,7 +20,7 @@ use super::{
     AuditSettings, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
     error::{PolicyError, PolicyErrors, SourceFile, list_or_none, whole_file_error},
     file::{AuditFile, CallersFile, DesignationsFile, ToolFile},
-    grant::{EnvGrants, FileGrants, Limits, Program, WorkspacePath},
+    grant::{EnvGrants, FileGrants, HostPath, JailGrant, Layer, Limits, Program, SeccompGrant, WorkspacePath},
     invoke::{ArgTemplate, Invocation, StdinTemplate},
 };
 
@@ -40,6 +40,23 @@ const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 const MAX_TABLE_ELEMENTS: u64 = 10_000_000;
 /// Caps instances (and tables and memories) per store, each of which costs host memory.
 const MAX_INSTANCES: u64 = 1000;
+/// Caps a process tool's memory (64 GiB): more is a unit mistake, and would let one call
+/// take the host's memory from every other.
+const MAX_PROCESS_MEMORY_MIB: u64 = 64 * 1024;
+/// Caps a process tree's CPU time (one hour), like [`MAX_WALL_MS`].
+const MAX_CPU_SECONDS: u64 = 60 * 60;
+/// Caps processes per call, so that a policy cannot license a fork bomb that exhausts the
+/// host's pid space.
+const MAX_PIDS: u64 = 4096;
+/// Caps the largest file a tool may write (64 GiB), so that a typo cannot license filling
+/// the disk.
+const MAX_FILE_SIZE_MIB: u64 = 64 * 1024;
+/// Caps open files per process at a common kernel default (`fs.nr_open`).
+const MAX_OPEN_FILES: u64 = 1 << 20;
+/// Caps the private /tmp (a tmpfs: its pages are host memory).
+const MAX_TMP_MIB: u64 = 4096;
+/// The seccomp profile of a process tool that names none.
+const DEFAULT_SECCOMP_PROFILE: &str = "default";
 
 /// What designations.toml declares, as far as it could be read: what the other files are
 /// checked against.
@@ -64,13 +81,14 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         Some(AuditSettings::default())
     };
 
+    let seccomp_profiles = seccomp_profiles(dir, &mut errors, &mut digested);
     let mut tools: BTreeMap<String, ToolPolicy> = BTreeMap::new();
     let categories = designations.as_ref().map(|d| &d.categories);
     for rel in tool_files(dir, &mut errors) {
         let Some(source) = read_source(dir, &rel, &mut errors, &mut digested) else {
             continue;
         };
-        let Some((tool, name_span)) = compile_tool(&source, dir, categories, &mut errors) else {
+        let Some((tool, name_span)) = compile_tool(&source, dir, categories, &seccomp_profiles, &mut errors) else {
             continue;
         };
         if let Some(other) = tools.get(tool.name()) {
@@ -93,6 +111,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
             callers,
             audit,
             tools,
+            seccomp: seccomp_profiles,
         }),
         _ => {
             // By file, then by position: the order an editor's error list uses.
@@ -152,6 +171,53 @@ fn read_source(
             None
         }
     }
+}
+
+/// The seccomp profiles (`seccomp/NAME.json`) by name, each digested into the policy
+/// digest. Their contents are compiled by the jail backend (policy imports no backend);
+/// here they are only read, so that the digest covers them and tools can name them.
+fn seccomp_profiles(
+    dir: &Path,
+    errors: &mut Vec<PolicyError>,
+    digested: &mut BTreeMap<String, String>,
+) -> BTreeMap<String, SeccompGrant> {
+    let mut profiles = BTreeMap::new();
+    let seccomp_dir = dir.join("seccomp");
+    let entries = match std::fs::read_dir(&seccomp_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return profiles,
+        Err(e) => {
+            errors.push(whole_file_error(
+                seccomp_dir,
+                format!("cannot list the seccomp directory: {e}"),
+                "check the directory's permissions",
+            ));
+            return profiles;
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+        .filter(|name| name.ends_with(".json") && !name.starts_with('.'))
+        .collect();
+    names.sort();
+    for file_name in names {
+        let path = seccomp_dir.join(&file_name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                digested.insert(format!("seccomp/{file_name}"), sha256.clone());
+                let name = file_name.trim_end_matches(".json").to_string();
+                profiles.insert(name.clone(), SeccompGrant { name, path, sha256 });
+            }
+            Err(e) => errors.push(whole_file_error(
+                path,
+                format!("cannot read the seccomp profile: {e}"),
+                "check the file's permissions",
+            )),
+        }
+    }
+    profiles
 }
 
 /// The tool files (`tools/*.toml`, relative paths, sorted). A missing directory is no tools.
@@ -500,6 +566,7 @@ fn compile_tool(
     source: &SourceFile,
     root: &Path,
     categories: Option<&BTreeMap<String, String>>,
+    seccomp_profiles: &BTreeMap<String, SeccompGrant>,
     errors: &mut Vec<PolicyError>,
 ) -> Option<(ToolPolicy, Range<usize>)> {
     let file: ToolFile = parse(source, errors)?;
@@ -567,38 +634,11 @@ fn compile_tool(
         }
     }
 
-    // Backend: the module must exist and have the pinned sha256.
-    let pinned = file.backend.sha256.get_ref();
-    let pinned_ok = pinned.len() == 64 && pinned.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
-    if !pinned_ok {
-        errors.push(source.error_at(
-            file.backend.sha256.span(),
-            format!("sha256 \"{pinned}\" is not 64 lowercase hex digits"),
-            "pin the module with the output of `sha256sum MODULE.wasm` (64 lowercase hex digits)",
-        ));
-    }
-    let module_path = root.join(file.backend.wasm.get_ref());
-    let module = match std::fs::read(&module_path) {
-        Ok(bytes) => {
-            let actual = hex::encode(Sha256::digest(&bytes));
-            if pinned_ok && actual != *pinned {
-                errors.push(source.error_at(
-                    file.backend.sha256.span(),
-                    format!("the sha256 of {} is {actual}, but the policy pins {pinned}", module_path.display()),
-                    format!("if the module change is intended, pin it: sha256 = \"{actual}\""),
-                ));
-            }
-            std::fs::canonicalize(&module_path).ok()
-        }
-        Err(e) => {
-            errors.push(source.error_at(
-                file.backend.wasm.span(),
-                format!("module file {} cannot be read: {e}", module_path.display()),
-                format!("build the module, or fix `wasm` (it is relative to the policy directory {})", root.display()),
-            ));
-            None
-        }
-    };
+    // Backend: a module pinned by sha256, or a process (an absolute executable, optionally
+    // pinned) with its jail settings.
+    let backend = compile_backend(source, &file, root, seccomp_profiles, errors);
+    let is_process = matches!(backend, Some((Program::Process { .. }, _)));
+    let is_wasm = matches!(backend, Some((Program::Wasm { .. }, _)));
 
     // Input schema: an object schema that compiles as draft 2020-12.
     let input_span = file.input.span();
@@ -667,7 +707,9 @@ fn compile_tool(
         }
         ok
     };
-    for element in &file.invoke.args {
+    let process_tail: Vec<&Spanned<String>> =
+        file.backend.get_ref().process.as_ref().map(|argv| argv.get_ref().iter().skip(1).collect()).unwrap_or_default();
+    for element in process_tail.into_iter().chain(file.invoke.args.iter()) {
         match ArgTemplate::parse(element.get_ref()) {
             Ok(template) => {
                 if !check_names(element.span(), template.names(), errors) {
@@ -706,9 +748,32 @@ fn compile_tool(
 
     // Files.
     let mut files = FileGrants::default();
-    for (list, entries, out) in
-        [("read", &file.files.read, &mut files.read), ("write", &file.files.write, &mut files.write)]
-    {
+    for entry in &file.files.host_read {
+        if is_wasm {
+            errors.push(process_only(source, entry.span(), "files.host_read"));
+            continue;
+        }
+        match HostPath::parse(entry.get_ref()) {
+            Ok(path) if !files.host_read.contains(&path) => files.host_read.push(path),
+            Ok(_) => {}
+            Err(reason) => errors.push(source.error_at(
+                entry.span(),
+                format!("files.host_read: {reason}"),
+                "write an absolute host path, optionally with $NAME, ${NAME} or ${NAME:-DEFAULT} (e.g. \"${CARGO_HOME:-$HOME/.cargo}\")",
+            )),
+        }
+    }
+    if is_wasm {
+        for entry in &file.files.protected {
+            errors.push(process_only(source, entry.span(), "files.protected"));
+        }
+    }
+    let protected = if is_wasm { &Vec::new() } else { &file.files.protected };
+    for (list, entries, out) in [
+        ("read", &file.files.read, &mut files.read),
+        ("write", &file.files.write, &mut files.write),
+        ("protected", protected, &mut files.protected),
+    ] {
         for entry in entries {
             match WorkspacePath::parse(entry.get_ref()) {
                 Ok(path) => {
@@ -758,19 +823,34 @@ fn compile_tool(
         env.set.insert(name.get_ref().clone(), value.get_ref().clone());
     }
 
-    // Limits.
+    // Limits: each applies to one kind of backend (or both), with its own ceiling.
     let mut limits = Limits::default();
-    for (key, value, max, slot) in [
-        ("wall_ms", &file.limits.wall_ms, MAX_WALL_MS, &mut limits.wall_ms),
-        ("fuel", &file.limits.fuel, MAX_FUEL, &mut limits.fuel),
-        ("memory_mib", &file.limits.memory_mib, MAX_MEMORY_MIB, &mut limits.memory_mib),
-        ("output_bytes", &file.limits.output_bytes, MAX_OUTPUT_BYTES, &mut limits.output_bytes),
-        ("table_elements", &file.limits.table_elements, MAX_TABLE_ELEMENTS, &mut limits.table_elements),
-        ("instances", &file.limits.instances, MAX_INSTANCES, &mut limits.instances),
+    let (wasm, process) = (Some(true), Some(false));
+    let memory_max = if is_process { MAX_PROCESS_MEMORY_MIB } else { MAX_MEMORY_MIB };
+    for (key, value, max, only_wasm, slot) in [
+        ("wall_ms", &file.limits.wall_ms, MAX_WALL_MS, None, &mut limits.wall_ms),
+        ("fuel", &file.limits.fuel, MAX_FUEL, wasm, &mut limits.fuel),
+        ("memory_mib", &file.limits.memory_mib, memory_max, None, &mut limits.memory_mib),
+        ("output_bytes", &file.limits.output_bytes, MAX_OUTPUT_BYTES, None, &mut limits.output_bytes),
+        ("table_elements", &file.limits.table_elements, MAX_TABLE_ELEMENTS, wasm, &mut limits.table_elements),
+        ("instances", &file.limits.instances, MAX_INSTANCES, wasm, &mut limits.instances),
+        ("cpu_seconds", &file.limits.cpu_seconds, MAX_CPU_SECONDS, process, &mut limits.cpu_seconds),
+        ("pids", &file.limits.pids, MAX_PIDS, process, &mut limits.pids),
+        ("file_size_mib", &file.limits.file_size_mib, MAX_FILE_SIZE_MIB, process, &mut limits.file_size_mib),
+        ("open_files", &file.limits.open_files, MAX_OPEN_FILES, process, &mut limits.open_files),
+        ("tmp_mib", &file.limits.tmp_mib, MAX_TMP_MIB, process, &mut limits.tmp_mib),
     ] {
         let Some(value) = value else { continue };
         let v = *value.get_ref();
-        if v == 0 {
+        if only_wasm == Some(true) && is_process {
+            errors.push(source.error_at(
+                value.span(),
+                format!("limits.{key} applies to wasm tools only"),
+                format!("remove limits.{key}: a process tool is bounded by cpu_seconds, memory_mib, pids, file_size_mib and open_files"),
+            ));
+        } else if only_wasm == Some(false) && is_wasm {
+            errors.push(process_only(source, value.span(), &format!("limits.{key}")));
+        } else if v == 0 {
             errors.push(source.error_at(
                 value.span(),
                 format!("limits.{key} is 0, which no call can run under"),
@@ -787,7 +867,9 @@ fn compile_tool(
         }
     }
 
-    let (Some(validator), Some(invocation), Some(schema)) = (validator, invocation, schema) else {
+    let (Some(validator), Some(invocation), Some(schema), Some((program, jail))) =
+        (validator, invocation, schema, backend)
+    else {
         return None;
     };
     let tool = ToolPolicy {
@@ -797,7 +879,8 @@ fn compile_tool(
         justification: file.justification.get_ref().clone(),
         categories: tool_categories,
         network,
-        program: Program::Wasm { module: module.unwrap_or(module_path), sha256: pinned.clone() },
+        program,
+        jail,
         input_schema: schema,
         validator,
         invocation,
@@ -813,6 +896,196 @@ fn compile_tool(
         }
     }
     Some((tool, file.name.span()))
+}
+
+/// An error for a setting only process tools take, found in a wasm tool.
+fn process_only(source: &SourceFile, span: Range<usize>, what: &str) -> PolicyError {
+    source.error_at(
+        span,
+        format!("{what} applies to process tools only"),
+        format!("remove {what}, or make the tool a process tool (backend.process)"),
+    )
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// Compiles `[backend]`: exactly one of `wasm` (its sha256 required and checked) or
+/// `process` (argv[0] an absolute, existing executable; its sha256 checked when pinned;
+/// the seccomp profile known; best-effort layers optional ones). `None` when it cannot be
+/// compiled (the errors say why).
+fn compile_backend(
+    source: &SourceFile,
+    file: &ToolFile,
+    root: &Path,
+    seccomp_profiles: &BTreeMap<String, SeccompGrant>,
+    errors: &mut Vec<PolicyError>,
+) -> Option<(Program, JailGrant)> {
+    let backend_span = file.backend.span();
+    let backend = file.backend.get_ref();
+    let pinned = backend.sha256.as_ref().and_then(|pinned| {
+        if is_sha256_hex(pinned.get_ref()) {
+            Some(pinned.get_ref().clone())
+        } else {
+            errors.push(source.error_at(
+                pinned.span(),
+                format!("sha256 \"{}\" is not 64 lowercase hex digits", pinned.get_ref()),
+                "pin the file with the output of `sha256sum FILE` (64 lowercase hex digits)",
+            ));
+            None
+        }
+    });
+    let check_pin = |path: &Path, errors: &mut Vec<PolicyError>| -> bool {
+        let Some(pinned) = &pinned else { return true };
+        let Some(span) = backend.sha256.as_ref().map(Spanned::span) else {
+            return true;
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual == *pinned {
+                    return true;
+                }
+                errors.push(source.error_at(
+                    span,
+                    format!("the sha256 of {} is {actual}, but the policy pins {pinned}", path.display()),
+                    format!("if the change is intended, pin it: sha256 = \"{actual}\""),
+                ));
+                false
+            }
+            Err(_) => false,
+        }
+    };
+    match (&backend.wasm, &backend.process) {
+        (Some(_), Some(process)) => {
+            errors.push(source.error_at(
+                process.span(),
+                "[backend] has both `wasm` and `process`",
+                "keep one: `wasm` for a module, `process` for a native program run in the jail",
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(source.error_at(
+                backend_span.clone(),
+                "[backend] has neither `wasm` nor `process`",
+                "set `wasm = \"PATH.wasm\"` (with its sha256) or `process = [\"/absolute/executable\", ...]`",
+            ));
+            None
+        }
+        (Some(wasm), None) => {
+            for (what, span) in [
+                ("backend.seccomp", backend.seccomp.as_ref().map(Spanned::span)),
+                ("backend.best_effort", backend.best_effort.first().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    errors.push(process_only(source, span, what));
+                }
+            }
+            if backend.sha256.is_none() {
+                errors.push(source.error_at(
+                    backend_span.clone(),
+                    "missing field `sha256`: a wasm module needs its sha256 pinned",
+                    "add `sha256` = \"...\" to [backend] (the output of `sha256sum MODULE.wasm`)",
+                ));
+            }
+            let module_path = root.join(wasm.get_ref());
+            if let Err(e) = std::fs::metadata(&module_path) {
+                errors.push(source.error_at(
+                    wasm.span(),
+                    format!("module file {} cannot be read: {e}", module_path.display()),
+                    format!(
+                        "build the module, or fix `wasm` (it is relative to the policy directory {})",
+                        root.display()
+                    ),
+                ));
+                return None;
+            }
+            check_pin(&module_path, errors);
+            let sha256 = pinned?;
+            let module = std::fs::canonicalize(&module_path).unwrap_or(module_path);
+            Some((Program::Wasm { module, sha256 }, JailGrant::default()))
+        }
+        (None, Some(process)) => {
+            let Some(first) = process.get_ref().first() else {
+                errors.push(source.error_at(
+                    process.span(),
+                    "backend.process is empty",
+                    "write the program's argv: [\"/absolute/executable\", \"{argument}\", ...]",
+                ));
+                return None;
+            };
+            let executable = Path::new(first.get_ref());
+            if !executable.is_absolute() || first.get_ref().contains(['{', '}']) {
+                errors.push(source.error_at(
+                    first.span(),
+                    format!("the executable \"{}\" is not an absolute path", first.get_ref()),
+                    "name the executable by its absolute path (e.g. /usr/bin/python3); placeholders may follow it",
+                ));
+                return None;
+            }
+            match std::fs::metadata(executable) {
+                Ok(meta)
+                    if meta.is_file() && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 => {}
+                Ok(_) => {
+                    errors.push(source.error_at(
+                        first.span(),
+                        format!("{} is not an executable file", executable.display()),
+                        "name an executable regular file",
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    errors.push(source.error_at(
+                        first.span(),
+                        format!("the executable {} cannot be found: {e}", executable.display()),
+                        "install it, or fix the path",
+                    ));
+                    return None;
+                }
+            }
+            if !check_pin(executable, errors) {
+                return None;
+            }
+            let mut jail = JailGrant::default();
+            let profile_name = backend.seccomp.as_ref().map_or(DEFAULT_SECCOMP_PROFILE, |name| name.get_ref().as_str());
+            match seccomp_profiles.get(profile_name) {
+                Some(profile) => jail.seccomp = Some(profile.clone()),
+                None => {
+                    let known: Vec<&str> = seccomp_profiles.keys().map(String::as_str).collect();
+                    let message =
+                        format!("there is no seccomp profile \"{profile_name}\" (seccomp/{profile_name}.json)");
+                    let help = format!("use one of the profiles in seccomp/: {}", list_or_none(&known));
+                    match &backend.seccomp {
+                        Some(name) => errors.push(source.error_at(name.span(), message, help)),
+                        None => errors.push(source.error_at(process.span(), message, help)),
+                    }
+                }
+            }
+            for entry in &backend.best_effort {
+                let optional: Vec<&str> = Layer::OPTIONAL.iter().map(|l| l.name()).collect();
+                match Layer::from_name(entry.get_ref()) {
+                    Some(layer) if Layer::OPTIONAL.contains(&layer) => {
+                        if !jail.best_effort.contains(&layer) {
+                            jail.best_effort.push(layer);
+                        }
+                    }
+                    Some(_) => errors.push(source.error_at(
+                        entry.span(),
+                        format!("layer \"{}\" cannot be best-effort: the jail is built on it", entry.get_ref()),
+                        format!("list only layers a kernel may lack: {}", optional.join(", ")),
+                    )),
+                    None => errors.push(source.error_at(
+                        entry.span(),
+                        format!("there is no isolation layer \"{}\"", entry.get_ref()),
+                        format!("list only layers a kernel may lack: {}", optional.join(", ")),
+                    )),
+                }
+            }
+            Some((Program::Process { executable: executable.to_path_buf(), sha256: pinned }, jail))
+        }
+    }
 }
 
 fn env_name_error(source: &SourceFile, name: &Spanned<String>) -> PolicyError {

@@ -14,9 +14,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    Caller, Decision, Grant, PolicySet,
+    Caller, Decision, Grant, PolicySet, Program,
     error::list_or_none,
-    grant::{canonical_workspace, resolve_env, resolve_mounts},
+    grant::{canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts, resolve_protected},
 };
 use crate::outcome::CallRequest;
 
@@ -34,7 +34,8 @@ pub struct Evaluation {
     pub caller: EvaluatedCaller,
     /// The tool asked for.
     pub tool: String,
-    /// The pinned sha256 of the tool's module (none for an unknown tool).
+    /// The pinned sha256 of the tool's module or executable (none for an unknown tool or
+    /// an unpinned executable).
     pub tool_sha256: Option<String>,
     /// [`PolicySet::digest`] of the policy that decided.
     pub policy_digest: String,
@@ -157,7 +158,7 @@ impl PolicySet {
             let reason = format!("known tools: {}", list_or_none(&known));
             return evaluation.deny(rule, [reason]);
         };
-        evaluation.tool_sha256 = Some(tool_policy.sha256().to_string());
+        evaluation.tool_sha256 = tool_policy.sha256().map(str::to_string);
 
         let verdict = designation.decide(tool_policy.categories());
         evaluation.decision = verdict.decision;
@@ -189,14 +190,40 @@ impl PolicySet {
                 return evaluation.deny(rule, [error.to_string()]);
             }
         };
-        let mounts = match resolve_mounts(tool_policy.files(), &workspace) {
+        let is_process = matches!(tool_policy.program(), Program::Process { .. });
+        if is_process && !tool_policy.network().is_empty() {
+            let rule = format!("{file}: a process tool with `network` entries needs the egress proxy");
+            let reason = "the egress proxy is not available yet: process tools run with loopback only; \
+                          remove `network` from the tool or make it a wasm tool"
+                .to_string();
+            return evaluation.deny(rule, [reason]);
+        }
+        let mut mounts = match resolve_mounts(tool_policy.files(), &workspace) {
             Ok(mounts) => mounts,
             Err(error) => {
                 let rule = format!("{file}: a [files] grant resolves outside the workspace");
                 return evaluation.deny(rule, [error.to_string()]);
             }
         };
+        let protected = match resolve_protected(tool_policy.files(), &workspace) {
+            Ok(protected) => protected,
+            Err(error) => {
+                let rule = format!("{file}: a files.protected path resolves outside the workspace");
+                return evaluation.deny(rule, [error.to_string()]);
+            }
+        };
+        match resolve_host_paths(tool_policy.files()) {
+            Ok(host) => {
+                mounts.mounts.extend(host.mounts);
+                mounts.notes.extend(host.notes);
+            }
+            Err(error) => {
+                let rule = format!("{file}: a files.host_read path cannot be used");
+                return evaluation.deny(rule, [error.to_string()]);
+            }
+        }
         evaluation.reasons.extend(mounts.notes);
+        evaluation.reasons.extend(protected.notes);
         let (env, env_notes) = resolve_env(tool_policy.env());
         evaluation.reasons.extend(env_notes);
 
@@ -204,6 +231,11 @@ impl PolicySet {
         grant.args = args;
         grant.stdin = stdin;
         grant.mounts = mounts.mounts;
+        grant.protected = protected.mounts;
+        grant.jail = tool_policy.jail().clone();
+        if is_process {
+            grant.workspace = Some(workspace);
+        }
         grant.env = env;
         grant.network = tool_policy.network().to_vec();
         grant.limits = tool_policy.limits().clone();

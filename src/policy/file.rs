@@ -46,7 +46,8 @@ pub(crate) struct ToolFile {
     #[schemars(with = "Vec<String>")]
     pub network: Vec<Spanned<String>>,
     /// The program.
-    pub backend: BackendFile,
+    #[schemars(with = "BackendFile")]
+    pub backend: Spanned<BackendFile>,
     /// JSON Schema (draft 2020-12) of the tool's arguments; must be an object schema
     /// (`type = "object"`). Shown to agents and checked on every call.
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
@@ -69,17 +70,38 @@ pub(crate) struct ToolFile {
     pub examples: Vec<Spanned<ToolExampleFile>>,
 }
 
-/// The program a tool runs.
+/// The program a tool runs: exactly one of `wasm` (a module) or `process` (a native
+/// executable run in the process jail).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackendFile {
     /// The wasm module or component file, relative to the policy directory.
-    #[schemars(with = "String")]
-    pub wasm: Spanned<String>,
-    /// The module's sha256, 64 lowercase hex digits; checked when the policy loads and
-    /// again before every run.
-    #[schemars(with = "String")]
-    pub sha256: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub wasm: Option<Spanned<String>>,
+    /// A native program: argv, whose first element is the executable's absolute path and
+    /// whose others take the same placeholders as `invoke.args` (they come first; the
+    /// rendered `invoke.args` follow).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub process: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The sha256 of the module (required) or of the executable (optional: when set, the
+    /// jail runs exactly the file it checked), 64 lowercase hex digits; checked when the
+    /// policy loads and again before every run.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sha256: Option<Spanned<String>>,
+    /// Process tools: the seccomp profile, a file `seccomp/NAME.json` in the policy
+    /// directory (default `default`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub seccomp: Option<Spanned<String>>,
+    /// Process tools: isolation layers that may be missing on the host's kernel without
+    /// refusing the call (the audit record says which were active). Only `landlock`,
+    /// `cgroups`, `cgroup-namespace` and `seccomp` may be listed. Empty: all required.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub best_effort: Vec<Spanned<String>>,
 }
 
 /// How arguments become argv and stdin.
@@ -116,6 +138,17 @@ pub(crate) struct FilesFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub write: Vec<Spanned<String>>,
+    /// Process tools: files or directories in the workspace that stay read-only even inside
+    /// a writable directory (tests, graders), relative to the workspace.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub protected: Vec<Spanned<String>>,
+    /// Process tools: host paths outside the workspace the tool may read (a toolchain),
+    /// seen at the same path. Absolute; `$NAME`, `${NAME}` and `${NAME:-DEFAULT}` are
+    /// expanded from airlock's environment on each call (unset: not mounted).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub host_read: Vec<Spanned<String>>,
 }
 
 /// The tool's environment: exactly these variables.
@@ -160,6 +193,26 @@ pub(crate) struct LimitsFile {
     #[serde(default)]
     #[schemars(with = "Option<u64>")]
     pub instances: Option<Spanned<u64>>,
+    /// Process tools: CPU seconds of the whole process tree (default 10).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub cpu_seconds: Option<Spanned<u64>>,
+    /// Process tools: processes and threads alive at once (default 64).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub pids: Option<Spanned<u64>>,
+    /// Process tools: the largest file the tool may write, in MiB (default 64).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub file_size_mib: Option<Spanned<u64>>,
+    /// Process tools: open file descriptors per process (default 256).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub open_files: Option<Spanned<u64>>,
+    /// Process tools: size of the private /tmp, in MiB (default 64).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub tmp_mib: Option<Spanned<u64>>,
 }
 
 /// An example call, checked when the policy loads: either the argv it must produce

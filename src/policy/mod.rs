@@ -26,7 +26,8 @@ pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
 pub use grant::{
-    EnvGrants, FileGrants, Grant, GrantError, Limits, Mount, Program, WorkspacePath, WorkspacePathError, sha256_hex,
+    EnvGrants, FileGrants, Grant, GrantError, HostPath, JailGrant, Layer, Limits, Mount, Program, SeccompGrant,
+    WorkspacePath, WorkspacePathError, sha256_hex,
 };
 pub use invoke::InvokeError;
 
@@ -51,13 +52,14 @@ pub struct PolicySet {
     callers: CallerTable,
     audit: AuditSettings,
     tools: BTreeMap<String, ToolPolicy>,
+    seccomp: BTreeMap<String, SeccompGrant>,
 }
 
 impl PolicySet {
     /// Loads, validates and compiles every file under `dir`: `designations.toml`,
     /// `callers.toml`, `audit.toml` (optional) and `tools/*.toml` (the directory may be
-    /// empty or absent). Reads each tool's module to check its sha256. Other files (such
-    /// as `seccomp/*.json`) are ignored.
+    /// empty or absent). Reads each tool's module to check its sha256, and each seccomp
+    /// profile (`seccomp/*.json`) to digest it (the jail backend compiles them).
     ///
     /// Returns every mistake found, in every file, not just the first.
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
@@ -104,6 +106,16 @@ impl PolicySet {
     /// Every tool, by name.
     pub fn tools(&self) -> impl Iterator<Item = &ToolPolicy> {
         self.tools.values()
+    }
+
+    /// The seccomp profile `seccomp/NAME.json`, as loaded.
+    pub fn seccomp_profile(&self, name: &str) -> Option<&SeccompGrant> {
+        self.seccomp.get(name)
+    }
+
+    /// Every seccomp profile, by name.
+    pub fn seccomp_profiles(&self) -> impl Iterator<Item = &SeccompGrant> {
+        self.seccomp.values()
     }
 
     /// The audit settings (audit.toml, or the defaults when it is absent).
@@ -205,6 +217,7 @@ pub struct ToolPolicy {
     categories: Vec<String>,
     network: Vec<String>,
     program: Program,
+    jail: JailGrant,
     input_schema: Value,
     validator: jsonschema::Validator,
     invocation: Invocation,
@@ -244,16 +257,22 @@ impl ToolPolicy {
         &self.network
     }
 
-    /// What it runs (absolute module path and pinned sha256).
+    /// What it runs (a module, or an executable run in the process jail).
     pub fn program(&self) -> &Program {
         &self.program
     }
 
-    /// The pinned sha256 of its module.
-    pub fn sha256(&self) -> &str {
+    /// The pinned sha256 of its module or executable (`None`: an unpinned executable).
+    pub fn sha256(&self) -> Option<&str> {
         match &self.program {
-            Program::Wasm { sha256, .. } => sha256,
+            Program::Wasm { sha256, .. } => Some(sha256),
+            Program::Process { sha256, .. } => sha256.as_deref(),
         }
+    }
+
+    /// How the process jail isolates it (seccomp profile, best-effort layers).
+    pub fn jail(&self) -> &JailGrant {
+        &self.jail
     }
 
     /// The JSON Schema of its arguments.

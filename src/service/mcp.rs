@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     CallOutcome, CallRequest, Status,
-    approvals::{ApprovalFilter, Verdict},
+    approvals::{DecideParams, GetParams, ListParams},
     audit::{self, AuditRecord},
     policy::{Caller, Decision, PolicySet, ToolInfo, ToolPolicy},
 };
@@ -323,37 +323,31 @@ impl Connection {
         match method {
             "airlock/audit.tail" => self.audit_tail(id, &params).await,
             "airlock/policy.reload" => self.policy_reload(id, &caller).await,
-            "airlock/approvals.list" => self.approvals_list(id, &params).await,
-            "airlock/approvals.get" => self.approvals_get(id, &params).await,
+            "airlock/approvals.list" => self.approvals_list(id, params).await,
+            "airlock/approvals.get" => self.approvals_get(id, params).await,
             "airlock/approvals.decide" => self.approvals_decide(id, params, &caller).await,
             _ => error(id, METHOD_NOT_FOUND, format!("no method {method:?}")),
         }
     }
 
-    /// `airlock/approvals.list {state?}` -> `{approvals: [...]}` (default: pending).
-    async fn approvals_list(&self, id: &RequestId, params: &Map<String, Value>) -> Response {
-        let filter = match params.get("state") {
-            None | Some(Value::Null) => ApprovalFilter::default(),
-            Some(Value::String(state)) => match state.parse::<ApprovalFilter>() {
-                Ok(filter) => filter,
-                Err(message) => return error(id, INVALID_PARAMS, message),
-            },
-            Some(other) => {
-                return error(id, INVALID_PARAMS, format!("`state` must be a string, not {}", json_type(other)));
-            }
+    /// `airlock/approvals.list` ([`ListParams`]) -> `{approvals: [...]}`.
+    async fn approvals_list(&self, id: &RequestId, params: Map<String, Value>) -> Response {
+        let ListParams { state } = match approval_params(params) {
+            Ok(params) => params,
+            Err(message) => return error(id, INVALID_PARAMS, message),
         };
         let approvals = self.service.runtime.approvals().clone();
-        match tokio::task::spawn_blocking(move || approvals.list(filter)).await {
+        match tokio::task::spawn_blocking(move || approvals.list(state)).await {
             Ok(list) => Response::result(id, json!({ "approvals": list })),
             Err(join) => error(id, INTERNAL_ERROR, format!("listing the approvals failed: {join}")),
         }
     }
 
-    /// `airlock/approvals.get {id}` -> `{approval}`.
-    async fn approvals_get(&self, id: &RequestId, params: &Map<String, Value>) -> Response {
-        let approval_id = match params.get("id") {
-            Some(Value::String(approval_id)) => approval_id.clone(),
-            _ => return error(id, INVALID_PARAMS, "`id` (a string: the approval's id) is required"),
+    /// `airlock/approvals.get` ([`GetParams`]) -> `{approval}`.
+    async fn approvals_get(&self, id: &RequestId, params: Map<String, Value>) -> Response {
+        let GetParams { id: approval_id } = match approval_params(params) {
+            Ok(params) => params,
+            Err(message) => return error(id, INVALID_PARAMS, message),
         };
         let approvals = self.service.runtime.approvals().clone();
         match tokio::task::spawn_blocking(move || approvals.load(&approval_id)).await {
@@ -363,28 +357,15 @@ impl Connection {
         }
     }
 
-    /// `airlock/approvals.decide {id, verdict: "approve", uses?: N}` or
-    /// `{id, verdict: "deny", reason}` -> `{approval}`. The approver is the caller (and its
-    /// uid), as the connection's identity says.
+    /// `airlock/approvals.decide` ([`DecideParams`]; `uses` defaults to 1) -> `{approval}`.
+    /// The approver is the connection's caller (and its uid), never a param.
     async fn approvals_decide(&self, id: &RequestId, mut params: Map<String, Value>, caller: &Caller) -> Response {
-        let approval_id = match params.remove("id") {
-            Some(Value::String(approval_id)) => approval_id,
-            _ => return error(id, INVALID_PARAMS, "`id` (a string: the approval's id) is required"),
-        };
         if params.get("verdict") == Some(&Value::String("approve".into())) && !params.contains_key("uses") {
             params.insert("uses".into(), Value::from(1));
         }
-        let verdict: Verdict = match serde_json::from_value(Value::Object(params)) {
-            Ok(verdict) => verdict,
-            Err(problem) => {
-                return error(
-                    id,
-                    INVALID_PARAMS,
-                    format!(
-                        "the decision must be {{\"verdict\": \"approve\", \"uses\": N}} or {{\"verdict\": \"deny\", \"reason\": TEXT}} ({problem})"
-                    ),
-                );
-            }
+        let DecideParams { id: approval_id, verdict } = match approval_params(params) {
+            Ok(params) => params,
+            Err(message) => return error(id, INVALID_PARAMS, message),
         };
         let approver = match &self.identity {
             Identity::Peer(peer) => format!("{} (uid {})", caller.name, peer.uid),
@@ -444,6 +425,16 @@ impl Connection {
             Err(join) => error(id, INTERNAL_ERROR, format!("the reload failed: {join}")),
         }
     }
+}
+
+/// The typed params of an `airlock/approvals.*` method, or what is wrong with them.
+fn approval_params<T: serde::de::DeserializeOwned>(params: Map<String, Value>) -> Result<T, String> {
+    serde_json::from_value(Value::Object(params)).map_err(|problem| {
+        format!(
+            "bad params ({problem}); list takes {{\"state\"?: \"pending\"|\"approved\"|\"denied\"|\"expired\"|\"used\"|\"all\"}}, \
+             get {{\"id\"}}, decide {{\"id\", \"verdict\": \"approve\", \"uses\"?: N}} or {{\"id\", \"verdict\": \"deny\", \"reason\"}}"
+        )
+    })
 }
 
 /// Whether `caller` may see `tool` (its designation does not deny it).

@@ -634,3 +634,52 @@ async fn a_waiting_call_sees_a_decision_made_by_another_process() {
     assert_ran(&outcome);
     assert_eq!(setup.last_record().approval.unwrap().approver, "bob");
 }
+
+/// `--socket`: the CLI speaks JSON-RPC to the service with the params the approvals module
+/// defines (`DecideParams`), after the MCP handshake. A stand-in service answers here; the
+/// real one is tested with `airlock serve`.
+#[test]
+fn cli_socket_sends_the_agreed_params() {
+    use std::io::{BufRead, BufReader, Write};
+    let setup = Setup::new();
+    let socket = setup.path("airlock.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let id = "0123456789abcdef0123456789abcdef";
+    let served = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut methods = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let message: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let method = message["method"].as_str().unwrap().to_string();
+            methods.push((method.clone(), message["params"].clone()));
+            let result = match method.as_str() {
+                "initialize" => json!({"protocolVersion": "2025-11-25", "capabilities": {}}),
+                "airlock/approvals.decide" => json!({"approval": {
+                    "id": id, "state": "denied", "binding": "b".repeat(64), "tool": "wc-deploy",
+                    "caller": "agent", "workspace": "/w", "session": null, "arguments": {"path": "a"},
+                    "arguments_sha256": "c".repeat(64), "rule": "r", "created": "2026-11-27T10:00:00Z",
+                    "expires": "2026-11-27T11:00:00Z", "uses_granted": 0, "uses_left": 0,
+                    "approver": "operator", "decided": "2026-11-27T10:01:00Z", "reason": "not now"}}),
+                _ => continue,
+            };
+            let reply = json!({"jsonrpc": "2.0", "id": message["id"], "result": result});
+            writeln!(writer, "{reply}").unwrap();
+            if method != "initialize" {
+                break;
+            }
+        }
+        methods
+    });
+    let out = airlock_cli(&setup)
+        .args(["approvals", "deny", id, "--reason", "not now", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("decided    by operator"));
+    let methods = served.join().unwrap();
+    let names: Vec<&str> = methods.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, ["initialize", "notifications/initialized", "airlock/approvals.decide"]);
+    assert_eq!(methods[2].1, json!({"id": id, "verdict": "deny", "reason": "not now"}));
+}

@@ -28,6 +28,7 @@ fn outcome(status: Status, exit_code: Option<i32>, stdout: &[u8]) -> CallOutcome
     CallOutcome {
         status,
         exit_code,
+        signal: None,
         stdout: CapturedOutput { bytes: stdout.to_vec(), total_bytes: stdout.len() as u64 + 10, truncated: true },
         stderr: CapturedOutput::default(),
         usage: Usage { wall_us: 1200, cpu_us: None, fuel: Some(42), peak_memory_bytes: 65536 },

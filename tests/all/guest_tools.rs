@@ -49,7 +49,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A policy directory with every repository tool file, the module paths made absolute.
+/// A policy directory with every repository wasm tool file, the module paths made absolute.
 fn policy_dir(root: &Path) -> PathBuf {
     let dir = root.join("policies");
     fs::create_dir_all(dir.join("tools")).unwrap();
@@ -59,6 +59,9 @@ fn policy_dir(root: &Path) -> PathBuf {
     for entry in fs::read_dir(repo_policies.join("tools")).unwrap() {
         let path = entry.unwrap().path();
         let text = fs::read_to_string(&path).unwrap();
+        if !text.contains("\nwasm = \"") {
+            continue; // a process tool: tests/all/jail.rs covers those
+        }
         let rewritten: String = text
             .lines()
             .map(|line| match line.strip_prefix("wasm = \"").and_then(|l| l.strip_suffix('"')) {
@@ -144,7 +147,8 @@ fn every_policy_pins_the_built_module() {
         let path = entry.unwrap().path();
         let policy: toml::Table = toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         let backend = policy["backend"].as_table().unwrap();
-        let module = policies.join(backend["wasm"].as_str().unwrap());
+        let Some(wasm) = backend.get("wasm") else { continue };
+        let module = policies.join(wasm.as_str().unwrap());
         let bytes = fs::read(&module).unwrap_or_else(|e| panic!("{}: {e}", module.display()));
         assert_eq!(
             backend["sha256"].as_str().unwrap(),

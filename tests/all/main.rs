@@ -1,12 +1,17 @@
 //! The one integration-test binary: a module per area, shared helpers in `tests/common`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../common/mod.rs"]
 mod common;
 
 mod approvals;
 mod audit;
+mod cli;
 mod guest_tools;
+mod jail;
 mod policy;
+mod seccomp;
 mod service;
 mod wasi_testsuite;
 mod wasm;

@@ -731,6 +731,7 @@ async fn a_second_service_does_not_start_over_a_live_socket_and_a_stale_one_is_r
         .arg("--audit")
         .arg(&fixture.audit)
         .env("XDG_CACHE_HOME", shared_cache())
+        .env("XDG_STATE_HOME", fixture.root.path().join("state"))
         .output()
         .unwrap();
     assert!(!second.status.success());
@@ -760,6 +761,7 @@ async fn a_second_service_does_not_start_over_a_live_socket_and_a_stale_one_is_r
         .arg("--audit")
         .arg(&fixture.audit)
         .env("XDG_CACHE_HOME", shared_cache())
+        .env("XDG_STATE_HOME", fixture.root.path().join("state"))
         .output()
         .unwrap();
     assert!(!refused.status.success());

@@ -46,6 +46,8 @@ use crate::{
 /// Errors that keep a module from running at all (the call is denied with this reason).
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
+    #[error("tool {tool} is not a wasm tool; the wasm backend runs only `wasm` programs")]
+    NotWasm { tool: String },
     #[error("cannot read module {path}: {source}; check the tool's `wasm` path")]
     ReadModule { path: PathBuf, source: std::io::Error },
     #[error(
@@ -202,7 +204,9 @@ impl WasmBackend {
     /// The wall-clock limit covers instantiation and the run, not a first call's compile.
     /// Must be called inside a tokio runtime with the time driver enabled.
     pub async fn run(&self, grant: &Grant) -> Result<RunReport> {
-        let Program::Wasm { module, sha256 } = &grant.program;
+        let Program::Wasm { module, sha256 } = &grant.program else {
+            return Err(WasmError::NotWasm { tool: grant.tool.clone() });
+        };
         let compiled = self.cache.get(module, sha256).await?;
         // A component instantiates several core instances (at most the grant's `instances`);
         // a core module one. Waiting here keeps the pool from ever being exhausted.

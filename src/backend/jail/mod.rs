@@ -1,0 +1,819 @@
+//! The process jail: runs a native program under a [`Grant`] in new user, mount, pid, net,
+//! ipc, uts and cgroup namespaces, on a minimal root, under Landlock, without
+//! capabilities, with rlimits and cgroup limits, and reports how it ended.
+//!
+//! Owns: what the host offers ([`JailBackend::new`] probes it once: Landlock ABI, cgroup
+//! hierarchy, host layout), which layers a call gets (a required layer the host lacks is a
+//! refusal, never a weaker run: [`JailError::LayerUnavailable`]), preparing the child's
+//! plan, supervising the run (wall time, CPU of the whole tree, output caps, stdin), and
+//! classifying the end ([`JailExit`]).
+//! Must not: see anything but the grant; leave anything behind. The pid namespace's init
+//! is the tool itself: when it exits, or is killed at a limit, the kernel kills every
+//! other process of the call; a call whose future is dropped kills and reaps its process
+//! before its memory goes.
+//!
+//! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `landlock`,
+//! `cgroup`, `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the child).
+
+mod cgroup;
+mod landlock;
+pub mod plan;
+pub mod seccomp;
+mod spawn;
+mod sys;
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    io::{self, Read},
+    os::{
+        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::{ffi::OsStrExt, fs::MetadataExt},
+    },
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use ::landlock::ABI;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, unix::AsyncFd};
+
+use crate::{
+    outcome::{CapturedOutput, Limit, Usage},
+    policy::{Grant, Layer, Program, SeccompGrant},
+};
+use cgroup::{CallCgroup, CgroupUsage, Cgroups};
+use plan::{HostLayout, PlanError};
+use seccomp::{CompiledSeccomp, SeccompProfile};
+use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step};
+
+/// How often the CPU time of the whole tree is checked against the limit (rlimits bound
+/// each process; this bounds a tree that forks to spread its work).
+const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long the host layout (the copied /etc files) is trusted before it is read again.
+const LAYOUT_TTL: Duration = Duration::from_secs(5);
+
+/// Why a call could not run in the jail (the call is denied with this reason).
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("the grant is not for a process")]
+    NotProcess,
+    #[error(
+        "the grant lists network hosts, but the egress proxy is not available yet: process tools run with \
+         loopback only; remove the network grant"
+    )]
+    Network,
+    #[error(
+        "the {layer} layer is not available on this host ({reason}); the policy requires it (list it in \
+         backend.best_effort to run without it)"
+    )]
+    LayerUnavailable { layer: &'static str, reason: String },
+    #[error("seccomp profile {name}: {reason}")]
+    Seccomp { name: String, reason: String },
+    #[error("cannot plan the jail's root: {0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Landlock(#[from] landlock::LandlockError),
+    #[error("cannot prepare the call's cgroup: {0}")]
+    Cgroup(io::Error),
+    #[error("an argument or environment value contains a NUL byte: {0:?}")]
+    Nul(String),
+    #[error("cannot open the pinned executable {path}: {source}")]
+    OpenExecutable { path: PathBuf, source: io::Error },
+    #[error("the executable {path} has sha256 {actual}, but the policy pins {pinned}; it was not run")]
+    ExecutableChanged { path: PathBuf, actual: String, pinned: String },
+    #[error("cannot create the jail's {what}: {source}")]
+    Resource { what: &'static str, source: io::Error },
+    #[error(
+        "cannot create the jail's namespaces: {0}; unprivileged user namespaces may be disabled \
+         (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)"
+    )]
+    Clone(io::Error),
+    #[error("cannot write the jail's uid/gid maps: {0}")]
+    Maps(io::Error),
+    #[error("cannot put the jail in its cgroup: {0}")]
+    Attach(io::Error),
+    #[error("jail set-up step \"{step}\" failed: {error}")]
+    SetUp { step: String, error: io::Error },
+    #[error("cannot wait for the jailed process: {0}")]
+    Wait(io::Error),
+}
+
+/// How a jailed run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JailExit {
+    /// The tool exited with this code.
+    Code(i32),
+    /// A signal killed it (not one of the jail's limits).
+    Signal(i32),
+    /// A limit stopped it; `signal` is what killed it, when one did.
+    Limit { limit: Limit, signal: Option<i32> },
+}
+
+/// What a jailed run reports.
+#[derive(Debug, Clone)]
+pub struct JailReport {
+    pub exit: JailExit,
+    pub stdout: CapturedOutput,
+    pub stderr: CapturedOutput,
+    pub usage: Usage,
+    /// The layers that were active.
+    pub layers: Vec<Layer>,
+    /// What the jail stopped or observed: `SIGSYS`, OOM kills, refused forks.
+    pub violations: Vec<String>,
+}
+
+/// A pinned executable whose digest was checked, identified by what would change if its
+/// contents did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// The process jail backend: host capabilities probed once, shared by every call.
+pub struct JailBackend {
+    layout: RwLock<(Instant, Arc<HostLayout>)>,
+    landlock: Option<ABI>,
+    cgroups: Result<Cgroups, String>,
+    cgroup_namespace: bool,
+    uid: u32,
+    gid: u32,
+    verified: Mutex<HashMap<PathBuf, (FileIdentity, String)>>,
+    /// Compiled profiles by (file, sha256): compiled once, cheap to clone.
+    seccomp: Mutex<HashMap<(PathBuf, String), CompiledSeccomp>>,
+}
+
+impl std::fmt::Debug for JailBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JailBackend")
+            .field("landlock", &self.landlock)
+            .field("cgroups", &self.cgroups.as_ref().map(|c| c.version()))
+            .field("cgroup_namespace", &self.cgroup_namespace)
+            .finish()
+    }
+}
+
+impl JailBackend {
+    /// Probes the host: its layout, Landlock's ABI, a cgroup hierarchy, cgroup namespaces.
+    /// Never fails: what is missing makes calls that require it refused, with the reason.
+    pub fn new() -> JailBackend {
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        JailBackend {
+            layout: RwLock::new((Instant::now(), Arc::new(HostLayout::probe()))),
+            landlock: landlock::probe_abi(),
+            cgroups: Cgroups::detect(),
+            cgroup_namespace: Path::new("/proc/self/ns/cgroup").exists(),
+            uid,
+            gid,
+            verified: Mutex::new(HashMap::new()),
+            seccomp: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The compiled form of a seccomp profile: from the cache, or loaded, checked against
+    /// the digest the policy recorded, compiled and cached. The runtime calls this for
+    /// every profile when the policy loads, so calls only look it up.
+    pub fn seccomp(&self, profile: &SeccompGrant) -> Result<CompiledSeccomp, JailError> {
+        let key = (profile.path.clone(), profile.sha256.clone());
+        if let Some(compiled) = self.seccomp.lock().ok().and_then(|cache| cache.get(&key).cloned()) {
+            return Ok(compiled);
+        }
+        let error = |reason: String| JailError::Seccomp { name: profile.name.clone(), reason };
+        let bytes =
+            std::fs::read(&profile.path).map_err(|e| error(format!("cannot read {}: {e}", profile.path.display())))?;
+        let actual = crate::policy::sha256_hex(&bytes);
+        if actual != profile.sha256 {
+            return Err(error(format!(
+                "{} changed since the policy was loaded (sha256 {actual}, loaded {}); reload the policy",
+                profile.path.display(),
+                profile.sha256
+            )));
+        }
+        let compiled =
+            SeccompProfile::load(&profile.path).and_then(|p| p.compile()).map_err(|e| error(e.to_string()))?;
+        if let Ok(mut cache) = self.seccomp.lock() {
+            cache.insert(key, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// The Landlock ABI in use (`None`: the kernel has none).
+    pub fn landlock_abi(&self) -> Option<i32> {
+        self.landlock.map(|abi| abi as i32)
+    }
+
+    /// Why cgroup limits are unavailable, if they are.
+    pub fn cgroups_unavailable(&self) -> Option<&str> {
+        self.cgroups.as_ref().err().map(String::as_str)
+    }
+
+    fn layout(&self) -> Arc<HostLayout> {
+        if let Ok(guard) = self.layout.read()
+            && guard.0.elapsed() < LAYOUT_TTL
+        {
+            return Arc::clone(&guard.1);
+        }
+        let fresh = Arc::new(HostLayout::probe());
+        if let Ok(mut guard) = self.layout.write() {
+            *guard = (Instant::now(), Arc::clone(&fresh));
+        }
+        fresh
+    }
+
+    /// The layers this call gets, or the first required one the host lacks.
+    fn layers(&self, grant: &Grant) -> Result<Vec<Layer>, JailError> {
+        let optional = |layer: Layer| grant.jail.best_effort.contains(&layer);
+        let mut layers = vec![
+            Layer::UserNamespace,
+            Layer::MountNamespace,
+            Layer::PidNamespace,
+            Layer::NetNamespace,
+            Layer::IpcNamespace,
+            Layer::UtsNamespace,
+        ];
+        let mut offer = |layer: Layer, available: Result<(), String>| match available {
+            Ok(()) => {
+                layers.push(layer);
+                Ok(())
+            }
+            Err(_) if optional(layer) => Ok(()),
+            Err(reason) => Err(JailError::LayerUnavailable { layer: layer.name(), reason }),
+        };
+        offer(
+            Layer::CgroupNamespace,
+            if self.cgroup_namespace { Ok(()) } else { Err("the kernel has no cgroup namespaces".into()) },
+        )?;
+        offer(Layer::MinimalRoot, Ok(()))?;
+        offer(
+            Layer::Landlock,
+            self.landlock.map(drop).ok_or_else(|| "the kernel has no Landlock, or it is disabled".to_string()),
+        )?;
+        offer(Layer::Rlimits, Ok(()))?;
+        offer(Layer::Cgroups, self.cgroups.as_ref().map(drop).map_err(Clone::clone))?;
+        offer(Layer::Capabilities, Ok(()))?;
+        offer(Layer::NoNewPrivs, Ok(()))?;
+        offer(Layer::CloseFds, Ok(()))?;
+        offer(
+            Layer::Seccomp,
+            if grant.jail.seccomp.is_some() { Ok(()) } else { Err("the grant names no seccomp profile".into()) },
+        )?;
+        Ok(layers)
+    }
+
+    /// Opens a pinned executable and checks its digest (skipped when the file is the one
+    /// already checked: same device, inode, size, mtime and ctime). The jail runs the
+    /// opened file, so what runs is what was checked.
+    fn open_pinned(&self, path: &Path, pinned: &str) -> Result<OwnedFd, JailError> {
+        let open_error = |source| JailError::OpenExecutable { path: path.to_path_buf(), source };
+        let mut file = std::fs::File::open(path).map_err(open_error)?;
+        let meta = file.metadata().map_err(open_error)?;
+        let identity = FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        };
+        let known = self.verified.lock().ok().and_then(|v| v.get(path).cloned());
+        let actual = match known {
+            Some((known, sha)) if known == identity => sha,
+            _ => {
+                let mut bytes = Vec::with_capacity(usize::try_from(meta.size()).unwrap_or(0));
+                file.read_to_end(&mut bytes).map_err(open_error)?;
+                let sha = crate::policy::sha256_hex(&bytes);
+                if let Ok(mut verified) = self.verified.lock() {
+                    verified.insert(path.to_path_buf(), (identity, sha.clone()));
+                }
+                sha
+            }
+        };
+        if actual != pinned {
+            return Err(JailError::ExecutableChanged { path: path.to_path_buf(), actual, pinned: pinned.to_string() });
+        }
+        Ok(OwnedFd::from(file))
+    }
+
+    /// Runs the grant's program in the jail and reports how it ended.
+    pub async fn run(&self, grant: &Grant) -> Result<JailReport, JailError> {
+        let Program::Process { executable, sha256 } = &grant.program else {
+            return Err(JailError::NotProcess);
+        };
+        if !grant.network.is_empty() {
+            return Err(JailError::Network);
+        }
+        let layers = self.layers(grant)?;
+        let has = |layer: Layer| layers.contains(&layer);
+
+        // Everything the child needs, prepared here: it must not allocate.
+        let root = plan::root_plan(&self.layout(), grant)?;
+        let cgroup_memory = has(Layer::Cgroups);
+        let hard = |resource: u32| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit writes into the local struct.
+            let ok = unsafe { libc::getrlimit(resource, &mut limit) } == 0;
+            if ok { limit.rlim_max } else { u64::MAX }
+        };
+        let rlimits = plan::rlimits(&grant.limits, cgroup_memory, &hard);
+        let nul = |text: &[u8]| JailError::Nul(String::from_utf8_lossy(text).into_owned());
+        let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| nul(bytes));
+        let mut argv = vec![cstring(executable.as_os_str().as_bytes())?];
+        for arg in &grant.args {
+            argv.push(cstring(arg.as_bytes())?);
+        }
+        let mut envp = Vec::new();
+        for (name, value) in &grant.env {
+            envp.push(cstring(format!("{name}={value}").as_bytes())?);
+        }
+        let exec_fd = match sha256 {
+            Some(pinned) => Some(self.open_pinned(executable, pinned)?),
+            None => None,
+        };
+        let (ruleset, landlock_rules) = match self.landlock.filter(|_| has(Layer::Landlock)) {
+            Some(abi) => (Some(landlock::ruleset(abi, &root.landlock)?), landlock::child_rules(abi)),
+            None => (None, Vec::new()),
+        };
+        let mut cgroup = match (&self.cgroups, has(Layer::Cgroups)) {
+            (Ok(cgroups), true) => Some(
+                cgroups
+                    .take(grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids)
+                    .map_err(JailError::Cgroup)?,
+            ),
+            _ => None,
+        };
+        let seccomp = match grant.jail.seccomp.as_ref().filter(|_| has(Layer::Seccomp)) {
+            Some(profile) => {
+                let compiled = self.seccomp(profile)?;
+                Some(SeccompPlan::new(&compiled).ok_or_else(|| JailError::Seccomp {
+                    name: profile.name.clone(),
+                    reason: "a BPF program is too long".into(),
+                })?)
+            }
+            None => None,
+        };
+        let plan = Box::new(ChildPlan {
+            root,
+            rlimits,
+            landlock_rules,
+            executable: cstring(executable.as_os_str().as_bytes())?,
+            argv: CStringArray::new(argv),
+            envp: CStringArray::new(envp),
+            clear_groups: self.uid == 0,
+            cgroup_namespace: has(Layer::CgroupNamespace),
+            seccomp,
+        });
+
+        let resource = |what: &'static str| move |source| JailError::Resource { what, source };
+        let (stdin_read, stdin_write) = pipe().map_err(resource("stdin pipe"))?;
+        let (stdout_read, stdout_write) = pipe().map_err(resource("stdout pipe"))?;
+        let (stderr_read, stderr_write) = pipe().map_err(resource("stderr pipe"))?;
+        let (report_read, report_write) = pipe().map_err(resource("report pipe"))?;
+        let (go_read, go_write) = pipe().map_err(resource("go pipe"))?;
+        let stack = ChildStack::new().map_err(resource("child stack"))?;
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        let args = Box::new(ChildArgs {
+            plan: &*plan as *const ChildPlan,
+            fds: ChildFds {
+                stdin: stdin_read.as_raw_fd(),
+                stdout: stdout_write.as_raw_fd(),
+                stderr: stderr_write.as_raw_fd(),
+                report: report_write.as_raw_fd(),
+                go: go_read.as_raw_fd(),
+                landlock: raw(&ruleset),
+                executable: raw(&exec_fd),
+            },
+        });
+
+        let started = Instant::now();
+        // Cloned from the thread that lives in the call's cgroup when there is one (the
+        // child is born in it), else here and moved in below.
+        let clone_here = || spawn::spawn(&args, &stack);
+        let from_resident = cgroup.as_ref().and_then(|cgroup| {
+            let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
+            cgroup.run_inside(move || {
+                // SAFETY: `args` and `stack` outlive this job: run_inside returns only once
+                // the job has run, and both are owned by this frame until then.
+                let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
+                spawn::spawn(args, stack)
+            })
+        });
+        let born_inside = from_resident.is_some();
+        let (pid, pidfd) = from_resident.unwrap_or_else(clone_here).map_err(JailError::Clone)?;
+        let mut jailed = Jailed { pid, pidfd: Some(pidfd), reaped: None, _args: args, _plan: plan, _stack: stack };
+        // The child's ends belong to the child now.
+        drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
+
+        // The child waits until its maps are written and it is in its cgroup.
+        write_maps(pid, self.uid, self.gid).map_err(JailError::Maps)?;
+        if let Some(cgroup) = cgroup.as_mut().filter(|_| !born_inside) {
+            cgroup.attach(pid).map_err(JailError::Attach)?;
+        }
+        let mut go = std::fs::File::from(go_write);
+        io::Write::write_all(&mut go, b"g").map_err(resource("go signal"))?;
+        drop(go);
+
+        let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
+        let wall = started.elapsed();
+        let status = jailed.reaped.take();
+        let failure = read_failure(report_read);
+        let usage = cgroup.as_mut().and_then(|c| c.usage().ok()).unwrap_or_default();
+        if let (Ok(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
+            cgroups.give_back(cgroup);
+        }
+        let (outputs, killed_for) = supervised?;
+        if let Some(failure) = failure {
+            return Err(set_up_error(failure, &jailed));
+        }
+        let Some((status, rusage)) = status else {
+            return Err(JailError::Wait(io::Error::other("the process was not reaped")));
+        };
+        let cpu_us = if cgroup_memory { usage.cpu_us.max(rusage_cpu_us(&rusage)) } else { rusage_cpu_us(&rusage) };
+        let rusage_peak = u64::try_from(rusage.ru_maxrss).unwrap_or(0).saturating_mul(1024);
+        let (exit, violations) = classify(status, killed_for, &usage, cpu_us, grant.limits.cpu_seconds);
+        Ok(JailReport {
+            exit,
+            stdout: outputs.0,
+            stderr: outputs.1,
+            usage: Usage {
+                wall_us: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
+                cpu_us: Some(cpu_us),
+                fuel: None,
+                peak_memory_bytes: if cgroup_memory { usage.peak_memory_bytes } else { rusage_peak },
+            },
+            layers,
+            violations,
+        })
+    }
+}
+
+impl Default for JailBackend {
+    fn default() -> Self {
+        JailBackend::new()
+    }
+}
+
+/// A cloned child and everything it reads until it execs. Dropping it before the child
+/// was reaped (a cancelled call) kills the whole jail and reaps it first, so that the plan
+/// and stack are never freed under the child, and nothing survives the call.
+struct Jailed {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    reaped: Option<(i32, libc::rusage)>,
+    _args: Box<ChildArgs>,
+    _plan: Box<ChildPlan>,
+    _stack: ChildStack,
+}
+
+impl Jailed {
+    /// SIGKILL to the jail's init: the kernel then kills every process of its pid
+    /// namespace, background and `setsid` ones included.
+    fn kill(&self) {
+        if let Some(pidfd) = &self.pidfd {
+            // SAFETY: pidfd_send_signal on our own pidfd; no pointers besides a NULL info.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, ptr_null(), 0);
+            }
+        }
+    }
+
+    /// Reaps the child (blocking until it exits) and keeps its status and rusage.
+    fn reap(&mut self) -> io::Result<()> {
+        if self.reaped.is_some() {
+            return Ok(());
+        }
+        let mut status = 0;
+        // SAFETY: rusage is plain data filled in by wait4.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: waits for our own child; pointers to locals.
+            let ret = unsafe { libc::wait4(self.pid, &mut status, libc::__WALL, &mut rusage) };
+            if ret == self.pid {
+                self.reaped = Some((status, rusage));
+                self.pidfd = None;
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+fn ptr_null() -> *const libc::siginfo_t {
+    std::ptr::null()
+}
+
+impl Drop for Jailed {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            self.kill();
+            let _ = self.reap();
+        }
+    }
+}
+
+/// A pipe, both ends close-on-exec, numbered 3 or above (so that the child's dup3 onto
+/// 0-2 never meets its own number).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned two new descriptors we own.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor >= 3 that we own.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Maps the jail's ids to the caller's own (uid and gid inside = outside). As root the gid
+/// map may allow setgroups (the child then drops its supplementary groups); otherwise the
+/// kernel requires setgroups to be denied first.
+fn write_maps(pid: i32, uid: u32, gid: u32) -> io::Result<()> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    std::fs::write(proc_dir.join("uid_map"), format!("{uid} {uid} 1\n"))?;
+    if uid != 0 {
+        std::fs::write(proc_dir.join("setgroups"), "deny")?;
+    }
+    std::fs::write(proc_dir.join("gid_map"), format!("{gid} {gid} 1\n"))
+}
+
+/// What the child reported, if a set-up step failed (nothing: it exec'd).
+fn read_failure(report: OwnedFd) -> Option<SetUpFailure> {
+    let mut file = std::fs::File::from(report);
+    let mut bytes = [0u8; 8];
+    // The write end is closed (exec'd or exited): this read never blocks.
+    let mut read = 0;
+    while read < bytes.len() {
+        match file.read(&mut bytes[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (read == bytes.len()).then(|| SetUpFailure::decode(&bytes)).flatten()
+}
+
+/// The denial for a failed set-up step, naming the step (and the mount it was at).
+fn set_up_error(failure: SetUpFailure, jailed: &Jailed) -> JailError {
+    let mut step = failure.step.describe().to_string();
+    match failure.step {
+        Step::Mount => {
+            if let Some(op) = jailed._plan.root.ops.get(usize::from(failure.index)) {
+                step = format!("{step}: {}", op.describe());
+            }
+        }
+        Step::Exec => step = format!("{step} {}", jailed._plan.executable.to_string_lossy()),
+        Step::Rlimit | Step::LandlockRule | Step::Stdio | Step::CapabilityBounding => {
+            step = format!("{step} #{}", failure.index);
+        }
+        _ => {}
+    }
+    JailError::SetUp { step, error: io::Error::from_raw_os_error(failure.errno) }
+}
+
+/// CPU time from rusage, in microseconds.
+fn rusage_cpu_us(rusage: &libc::rusage) -> u64 {
+    let us =
+        |t: libc::timeval| u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0);
+    us(rusage.ru_utime) + us(rusage.ru_stime)
+}
+
+/// Output kept up to a cap.
+struct Capture {
+    cap: u64,
+    output: CapturedOutput,
+}
+
+impl Capture {
+    fn new(cap: u64) -> Capture {
+        Capture { cap, output: CapturedOutput::default() }
+    }
+
+    /// Keeps what fits; true when the cap was passed.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        self.output.total_bytes += bytes.len() as u64;
+        let room = self.cap.saturating_sub(self.output.bytes.len() as u64);
+        let keep = bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.output.bytes.extend_from_slice(&bytes[..keep]);
+        if keep < bytes.len() {
+            self.output.truncated = true;
+        }
+        self.output.total_bytes > self.cap
+    }
+}
+
+type Outputs = (CapturedOutput, CapturedOutput);
+
+/// Feeds stdin, captures stdout and stderr, enforces the wall-time, tree CPU and output
+/// limits, and reaps the child. Returns the outputs and the limit the jail killed for.
+async fn supervise(
+    jailed: &mut Jailed,
+    grant: &Grant,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    mut cgroup: Option<&mut CallCgroup>,
+) -> Result<(Outputs, Option<Limit>), JailError> {
+    let wait_error = JailError::Wait;
+    let Some(pidfd) =
+        jailed.pidfd.as_ref().map(|fd| fd.as_fd().try_clone_to_owned()).transpose().map_err(wait_error)?
+    else {
+        return Err(JailError::Wait(io::Error::other("no pidfd")));
+    };
+    // SAFETY: `pidfd` is an OwnedFd moved into the AsyncFd: it stays open and the same
+    // descriptor until the AsyncFd drops it.
+    let exited = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(|e| JailError::Wait(e.into_parts().1))?;
+    let mut out = tokio::net::unix::pipe::Receiver::from_owned_fd(set_nonblocking(stdout)?).map_err(JailError::Wait)?;
+    let mut err = tokio::net::unix::pipe::Receiver::from_owned_fd(set_nonblocking(stderr)?).map_err(JailError::Wait)?;
+    let mut input = if grant.stdin.is_empty() {
+        None
+    } else {
+        Some(tokio::net::unix::pipe::Sender::from_owned_fd(set_nonblocking(stdin)?).map_err(JailError::Wait)?)
+    };
+    let mut written = 0usize;
+    let mut captures = (Capture::new(grant.limits.output_bytes), Capture::new(grant.limits.output_bytes));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(grant.limits.wall_ms);
+    let cpu_limit_us = grant.limits.cpu_seconds.saturating_mul(1_000_000);
+    let mut cpu_check = tokio::time::interval_at(tokio::time::Instant::now() + CPU_CHECK_INTERVAL, CPU_CHECK_INTERVAL);
+    let (mut out_open, mut err_open, mut running) = (true, true, true);
+    let mut killed_for = None;
+    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    while running || out_open || err_open {
+        tokio::select! {
+            ready = exited.readable(), if running => {
+                let mut guard = ready.map_err(JailError::Wait)?;
+                guard.clear_ready();
+                jailed.reap().map_err(JailError::Wait)?;
+                running = false;
+            }
+            read = out.read(&mut out_buf), if out_open => match read {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => if captures.0.push(&out_buf[..n]) && killed_for.is_none() {
+                    killed_for = Some(Limit::Output);
+                    jailed.kill();
+                },
+            },
+            read = err.read(&mut err_buf), if err_open => match read {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => if captures.1.push(&err_buf[..n]) && killed_for.is_none() {
+                    killed_for = Some(Limit::Output);
+                    jailed.kill();
+                },
+            },
+            sent = async {
+                match input.as_mut() {
+                    Some(sender) => sender.write(&grant.stdin[written..]).await,
+                    None => std::future::pending().await,
+                }
+            }, if input.is_some() => match sent {
+                Ok(n) if written + n < grant.stdin.len() => written += n,
+                // All written, or the tool closed its stdin: either way we are done.
+                _ => input = None,
+            },
+            _ = tokio::time::sleep_until(deadline), if running && killed_for.is_none() => {
+                killed_for = Some(Limit::Wall);
+                jailed.kill();
+            }
+            _ = cpu_check.tick(), if running && killed_for.is_none() && cgroup.is_some() => {
+                if let Some(cgroup) = cgroup.as_deref_mut()
+                    && cgroup.cpu_us().is_ok_and(|us| us > cpu_limit_us)
+                {
+                    killed_for = Some(Limit::Cpu);
+                    jailed.kill();
+                }
+            }
+        }
+        // Once the jail is gone its pipes hit EOF; a stray holder cannot keep us here.
+        if !running && tokio::time::Instant::now() > deadline + Duration::from_secs(1) {
+            break;
+        }
+    }
+    Ok(((captures.0.output, captures.1.output), killed_for))
+}
+
+fn set_nonblocking(fd: OwnedFd) -> Result<OwnedFd, JailError> {
+    let raw: RawFd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(JailError::Wait(io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// How the run ended, from its wait status, the limit the jail killed for, and the
+/// cgroup's counters; plus the violations observed.
+fn classify(
+    status: i32,
+    killed_for: Option<Limit>,
+    usage: &CgroupUsage,
+    cpu_us: u64,
+    cpu_seconds: u64,
+) -> (JailExit, Vec<String>) {
+    let mut violations = Vec::new();
+    if usage.oom_kills > 0 {
+        violations.push(format!("oom-kill: the memory limit killed {} process(es)", usage.oom_kills));
+    }
+    if usage.pids_refused > 0 {
+        violations.push(format!("pids-limit: {} fork(s) refused", usage.pids_refused));
+    }
+    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    if signal == Some(libc::SIGSYS) {
+        violations.push("seccomp: the tool was killed by SIGSYS (a forbidden system call)".to_string());
+    }
+    // RLIMIT_CPU's SIGKILL comes at the limit by the scheduler's count; the cgroup's
+    // count lags it a little. Nothing else but the OOM killer sends SIGKILL in the jail.
+    let cpu_spent = cpu_us.saturating_mul(10) >= cpu_seconds.saturating_mul(1_000_000).saturating_mul(8);
+    let exit = match (killed_for, signal) {
+        (Some(limit), signal) => JailExit::Limit { limit, signal },
+        (None, Some(libc::SIGXCPU)) => JailExit::Limit { limit: Limit::Cpu, signal },
+        (None, Some(libc::SIGKILL)) if cpu_spent => JailExit::Limit { limit: Limit::Cpu, signal },
+        (None, Some(libc::SIGKILL)) if usage.oom_kills > 0 => JailExit::Limit { limit: Limit::Memory, signal },
+        (None, Some(libc::SIGXFSZ)) => JailExit::Limit { limit: Limit::FileSize, signal },
+        (None, Some(signal)) => JailExit::Signal(signal),
+        (None, None) => {
+            let code = libc::WEXITSTATUS(status);
+            if code != 0 && usage.oom_kills > 0 {
+                JailExit::Limit { limit: Limit::Memory, signal: None }
+            } else if code != 0 && usage.pids_refused > 0 {
+                JailExit::Limit { limit: Limit::Pids, signal: None }
+            } else {
+                JailExit::Code(code)
+            }
+        }
+    };
+    (exit, violations)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32) -> i32 {
+        (code & 0xff) << 8
+    }
+
+    #[test]
+    fn classify_names_the_limit_that_stopped_the_run() {
+        let none = CgroupUsage::default();
+        assert_eq!(classify(exited(0), None, &none, 0, 10).0, JailExit::Code(0));
+        assert_eq!(classify(exited(3), None, &none, 0, 10).0, JailExit::Code(3));
+        assert_eq!(classify(libc::SIGSEGV, None, &none, 0, 10).0, JailExit::Signal(libc::SIGSEGV));
+        assert_eq!(
+            classify(libc::SIGKILL, Some(Limit::Wall), &none, 0, 10).0,
+            JailExit::Limit { limit: Limit::Wall, signal: Some(libc::SIGKILL) }
+        );
+        assert_eq!(
+            classify(libc::SIGKILL, None, &none, 9_200_000, 10).0,
+            JailExit::Limit { limit: Limit::Cpu, signal: Some(libc::SIGKILL) }
+        );
+        assert_eq!(classify(libc::SIGKILL, None, &none, 1_000_000, 10).0, JailExit::Signal(libc::SIGKILL));
+        let oom = CgroupUsage { oom_kills: 1, ..CgroupUsage::default() };
+        let (exit, violations) = classify(libc::SIGKILL, None, &oom, 0, 10);
+        assert_eq!(exit, JailExit::Limit { limit: Limit::Memory, signal: Some(libc::SIGKILL) });
+        assert!(violations[0].starts_with("oom-kill"));
+        let forks = CgroupUsage { pids_refused: 4, ..CgroupUsage::default() };
+        assert_eq!(classify(exited(1), None, &forks, 0, 10).0, JailExit::Limit { limit: Limit::Pids, signal: None });
+        assert_eq!(classify(exited(0), None, &forks, 0, 10).0, JailExit::Code(0));
+        assert_eq!(
+            classify(libc::SIGXFSZ, None, &none, 0, 10).0,
+            JailExit::Limit { limit: Limit::FileSize, signal: Some(libc::SIGXFSZ) }
+        );
+        let (exit, violations) = classify(libc::SIGSYS, None, &none, 0, 10);
+        assert_eq!(exit, JailExit::Signal(libc::SIGSYS));
+        assert!(violations[0].starts_with("seccomp"));
+    }
+
+    #[test]
+    fn capture_keeps_up_to_the_cap_and_counts_everything() {
+        let mut capture = Capture::new(5);
+        assert!(!capture.push(b"abc"));
+        assert!(capture.push(b"defg"));
+        assert_eq!(capture.output.bytes, b"abcde");
+        assert_eq!(capture.output.total_bytes, 7);
+        assert!(capture.output.truncated);
+    }
+}

@@ -1,0 +1,639 @@
+//! Pure plans for one jailed call: the mount plan of the minimal root, the rlimits, and
+//! the Landlock rules, computed from a [`Grant`] and the [`HostLayout`] before anything is
+//! spawned.
+//!
+//! Owns: which host paths the jail sees where and how (read-only, read-write, a copy, a
+//! symlink), in which order they are mounted, where the new root is staged, and which
+//! resource limits and Landlock accesses follow from the grant.
+//! Must not: touch the file system or the process (except [`HostLayout::probe`], which
+//! only reads the host's layout once). The child applies these plans step by step
+//! (`spawn`); every path here is already a `CString` so that it does not allocate.
+
+use std::{
+    ffi::{CString, OsStr},
+    os::unix::ffi::OsStrExt,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::policy::{Grant, Limits, Mount};
+
+/// Where the tool's workspace is, inside the jail; also its working directory.
+pub const WORKSPACE: &str = "/workspace";
+
+/// The host's system directories bound read-only (or recreated as the symlinks they are on
+/// a merged-/usr system). Nothing else of the host's root is visible.
+const SYSTEM_PATHS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// The /etc entries a tool may need to run (dynamic linking, names of users and groups,
+/// time zone, alternatives, an interpreter's site configuration). Everything else in /etc
+/// stays out of the jail: in particular shadow, gshadow, sudoers, ssh host keys, TLS
+/// private keys and any service's credentials.
+const ETC_ALLOWLIST: [&str; 21] = [
+    "alternatives",
+    "debian_version",
+    "gai.conf",
+    "gitconfig",
+    "group",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "protocols",
+    "python3",
+    "services",
+    "timezone",
+    "python3.11",
+];
+
+/// Caps the size of an /etc file copied into the jail's root: larger files are bound
+/// instead, so that a huge file cannot bloat every call's set-up.
+const MAX_ETC_COPY_BYTES: u64 = 1 << 20;
+
+/// The device nodes of the jail's /dev, bound from the host's. No tty, no disk, no
+/// /dev/mem: what a tool needs to read randomness and discard output.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// Directories the new root may be staged on before `pivot_root`: one that is neither a
+/// bind source nor under one nor above one, so that staging hides nothing the jail binds.
+const STAGING_CANDIDATES: [&str; 10] =
+    ["/mnt", "/media", "/srv", "/opt", "/boot", "/run", "/home", "/var", "/tmp", "/root"];
+
+/// The root tmpfs's size: it holds only mount points, symlinks and the copied /etc files.
+const ROOT_TMPFS_OPTIONS: &str = "size=8m,nr_inodes=4096,mode=0755";
+
+/// Mount attributes (`MOUNT_ATTR_*` of `mount_setattr(2)`).
+pub mod attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x1;
+    /// setuid/setgid bits and file capabilities ignored.
+    pub const NOSUID: u64 = 0x2;
+    /// Device nodes unusable.
+    pub const NODEV: u64 = 0x4;
+    /// No execution.
+    pub const NOEXEC: u64 = 0x8;
+}
+
+/// What the host looks like, read once (and refreshed when /etc changes).
+#[derive(Debug, Clone, Default)]
+pub struct HostLayout {
+    /// System paths that exist: a directory (bound) or a symlink (recreated).
+    pub system: Vec<(String, HostEntry)>,
+    /// Allow-listed /etc entries that exist.
+    pub etc: Vec<(String, HostEntry)>,
+    /// Device nodes that exist.
+    pub devices: Vec<String>,
+    /// Staging candidates that exist as real directories.
+    pub staging: Vec<String>,
+}
+
+/// One host path, as the jail reproduces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    /// A directory: bound read-only.
+    Dir,
+    /// A small regular file: copied.
+    File(Arc<[u8]>),
+    /// A large regular file: bound read-only.
+    LargeFile,
+    /// A symlink: recreated with the same target.
+    Symlink(PathBuf),
+}
+
+impl HostLayout {
+    /// Reads the host's layout: which system paths, /etc entries, devices and staging
+    /// directories exist, and the contents of the small /etc files.
+    pub fn probe() -> HostLayout {
+        let entry = |path: &Path| -> Option<HostEntry> {
+            let meta = std::fs::symlink_metadata(path).ok()?;
+            if meta.file_type().is_symlink() {
+                return std::fs::read_link(path).ok().map(HostEntry::Symlink);
+            }
+            if meta.is_dir() {
+                return Some(HostEntry::Dir);
+            }
+            if meta.is_file() {
+                if meta.len() > MAX_ETC_COPY_BYTES {
+                    return Some(HostEntry::LargeFile);
+                }
+                return std::fs::read(path).ok().map(|bytes| HostEntry::File(bytes.into()));
+            }
+            None
+        };
+        let system = SYSTEM_PATHS
+            .iter()
+            .filter_map(|p| match entry(Path::new(p))? {
+                HostEntry::File(_) | HostEntry::LargeFile => None,
+                found => Some((p.to_string(), found)),
+            })
+            .collect();
+        let etc = ETC_ALLOWLIST
+            .iter()
+            .filter_map(|name| entry(&Path::new("/etc").join(name)).map(|e| (name.to_string(), e)))
+            .collect();
+        let devices = DEVICES
+            .iter()
+            .filter(|d| std::fs::metadata(Path::new("/dev").join(d)).is_ok())
+            .map(|d| d.to_string())
+            .collect();
+        let staging = STAGING_CANDIDATES
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .map(|p| p.to_string())
+            .collect();
+        HostLayout { system, etc, devices, staging }
+    }
+}
+
+/// One step of building the minimal root, applied by the child in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// A tmpfs at `target` with `options` (`nosuid,nodev` always).
+    Tmpfs { target: CString, options: CString },
+    /// A directory (mode 0755) in the new root.
+    Dir { path: CString },
+    /// An empty file: the mount point of a file bind.
+    EmptyFile { path: CString },
+    /// A copy of a small host file (0644).
+    FileCopy { path: CString, contents: Arc<[u8]> },
+    /// A symlink.
+    Symlink { target: CString, path: CString },
+    /// Bind host `source` at `target` (recursively), then add `attrs` to every mount of it.
+    Bind { source: CString, target: CString, attrs: u64 },
+    /// Bind a path already in the new root onto itself, adding `attrs`: a protected path
+    /// (read-only) or an anchor (a mount point that cannot be renamed or removed).
+    Rebind { target: CString, attrs: u64 },
+    /// A fresh procfs of the jail's pid namespace at `target`.
+    Proc { target: CString, options: CString },
+}
+
+impl MountOp {
+    /// What the step does, for a denial that names it.
+    pub fn describe(&self) -> String {
+        let text = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            MountOp::Tmpfs { target, .. } => format!("mount a tmpfs at {}", text(target)),
+            MountOp::Dir { path } => format!("create the directory {}", text(path)),
+            MountOp::EmptyFile { path } => format!("create the mount point {}", text(path)),
+            MountOp::FileCopy { path, .. } => format!("copy the host file into {}", text(path)),
+            MountOp::Symlink { target, path } => format!("create the symlink {} -> {}", text(path), text(target)),
+            MountOp::Bind { source, target, attrs } => {
+                let mode = if attrs & attr::RDONLY != 0 { "read-only" } else { "read-write" };
+                format!("bind {} at {} ({mode})", text(source), text(target))
+            }
+            MountOp::Rebind { target, attrs } => {
+                let mode = if attrs & attr::RDONLY != 0 { "read-only (protected)" } else { "in place (anchor)" };
+                format!("re-bind {} {mode}", text(target))
+            }
+            MountOp::Proc { target, .. } => format!("mount a fresh /proc at {}", text(target)),
+        }
+    }
+}
+
+/// How a path the jail sees may be used, for Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read files, list directories, execute.
+    ReadExec,
+    /// Everything on files and directories except creating device nodes.
+    ReadWrite,
+    /// A device node: read, write, ioctl.
+    Device,
+}
+
+/// The minimal root of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPlan {
+    /// Where the new root is staged (a host directory hidden by the staging tmpfs).
+    pub staging: CString,
+    /// The steps, in order.
+    pub ops: Vec<MountOp>,
+    /// The tool's working directory inside the jail.
+    pub cwd: CString,
+    /// Host paths the jail sees, with their access, for Landlock rules made by the parent.
+    pub landlock: Vec<(PathBuf, Access)>,
+}
+
+/// Why a grant cannot become a root plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the path {0:?} contains a NUL byte")]
+    Nul(String),
+    #[error(
+        "no directory to stage the jail's root on: each of {candidates} is missing or holds a \
+         granted path; grant paths outside one of them"
+    )]
+    NoStaging { candidates: String },
+    #[error("the jail cannot mount {guest}: {reason}")]
+    Target { guest: String, reason: String },
+}
+
+fn cstring(text: impl AsRef<OsStr>) -> Result<CString, PlanError> {
+    let bytes = text.as_ref().as_bytes();
+    CString::new(bytes).map_err(|_| PlanError::Nul(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Where `mount` appears inside the jail: `.` and relative guests under [`WORKSPACE`]
+/// (by their canonical path relative to the workspace when they lie in it, so that no
+/// symlink is followed when the child mounts them), absolute guests at themselves.
+pub fn guest_target(mount: &Mount, workspace: Option<&Path>) -> Result<PathBuf, PlanError> {
+    let guest = Path::new(&mount.guest);
+    if guest.is_absolute() {
+        if guest.components().any(|c| c == Component::ParentDir) {
+            return Err(PlanError::Target { guest: mount.guest.clone(), reason: "it contains `..`".into() });
+        }
+        for reserved in ["/proc", "/dev", WORKSPACE] {
+            if guest.starts_with(reserved) {
+                return Err(PlanError::Target {
+                    guest: mount.guest.clone(),
+                    reason: format!("{reserved} is the jail's own"),
+                });
+            }
+        }
+        if guest == Path::new("/") {
+            return Err(PlanError::Target { guest: mount.guest.clone(), reason: "it is the root".into() });
+        }
+        return Ok(guest.to_path_buf());
+    }
+    let relative = match workspace.and_then(|ws| mount.host.strip_prefix(ws).ok()) {
+        Some(relative) => relative.to_path_buf(),
+        None if mount.guest == "." => PathBuf::new(),
+        None => PathBuf::from(&mount.guest),
+    };
+    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(PlanError::Target { guest: mount.guest.clone(), reason: "it is not a plain relative path".into() });
+    }
+    Ok(Path::new(WORKSPACE).join(relative))
+}
+
+/// True when `a` is `b` or lies under it, or the other way round (component-wise).
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Chooses the staging directory: the first existing candidate that no bind source
+/// overlaps.
+pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(String::as_str)
+        .find(|candidate| !sources.iter().any(|source| overlaps(Path::new(candidate), source)))
+}
+
+/// Builds the minimal root for `grant` on this host: see the module header. The order of
+/// the steps is the order of the mounts: the staging tmpfs first; system directories,
+/// /etc and /dev; the private /tmp; the grant's mounts, parents before children; the
+/// protected paths last (so that a read-write workspace cannot cover them); /proc.
+pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanError> {
+    let workspace = grant.workspace.as_deref();
+    // The grant's binds, by target depth so that a parent never covers a child.
+    let mut binds: Vec<(PathBuf, &Mount)> = Vec::new();
+    for mount in &grant.mounts {
+        binds.push((guest_target(mount, workspace)?, mount));
+    }
+    binds.sort_by_key(|(target, _)| target.components().count());
+    let mut protected: Vec<(PathBuf, &Mount)> = Vec::new();
+    for mount in &grant.protected {
+        protected.push((guest_target(mount, workspace)?, mount));
+    }
+    protected.sort_by_key(|(target, _)| target.components().count());
+
+    // Every host path bound by path: the staging directory must not overlap any.
+    let mut sources: Vec<&Path> = Vec::new();
+    for (path, entry) in &layout.system {
+        if *entry == HostEntry::Dir {
+            sources.push(Path::new(path));
+        }
+    }
+    let etc_paths: Vec<PathBuf> = layout.etc.iter().map(|(name, _)| Path::new("/etc").join(name)).collect();
+    sources.extend(etc_paths.iter().map(PathBuf::as_path));
+    let dev_paths: Vec<PathBuf> = layout.devices.iter().map(|d| Path::new("/dev").join(d)).collect();
+    sources.extend(dev_paths.iter().map(PathBuf::as_path));
+    sources.extend(binds.iter().map(|(_, m)| m.host.as_path()));
+    let staging = choose_staging(&layout.staging, &sources)
+        .ok_or_else(|| PlanError::NoStaging { candidates: STAGING_CANDIDATES.join(", ") })?;
+    let staging_path = Path::new(staging);
+    let at = |guest: &Path| -> Result<CString, PlanError> {
+        cstring(staging_path.join(guest.strip_prefix("/").unwrap_or(guest)))
+    };
+
+    let mut ops = vec![MountOp::Tmpfs { target: cstring(staging)?, options: cstring(ROOT_TMPFS_OPTIONS)? }];
+    let mut landlock = Vec::new();
+    // Directories created so far in the root tmpfs, and targets under a bind (which exist
+    // in the bound tree, or the bind fails and says so).
+    let mut made: Vec<PathBuf> = vec![PathBuf::from("/")];
+    let mut bound: Vec<PathBuf> = Vec::new();
+    let make_dirs =
+        |ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, bound: &[PathBuf], dir: &Path| -> Result<(), PlanError> {
+            let mut partial = PathBuf::from("/");
+            for component in dir.components().skip(1) {
+                partial.push(component);
+                if bound.iter().any(|b| partial.starts_with(b)) {
+                    return Ok(());
+                }
+                if !made.contains(&partial) {
+                    ops.push(MountOp::Dir { path: at(&partial)? });
+                    made.push(partial.clone());
+                }
+            }
+            Ok(())
+        };
+
+    // System directories: read-only binds, or the symlinks they are.
+    for (path, entry) in &layout.system {
+        let guest = Path::new(path);
+        match entry {
+            HostEntry::Dir => {
+                make_dirs(&mut ops, &mut made, &bound, guest)?;
+                ops.push(MountOp::Bind {
+                    source: cstring(path)?,
+                    target: at(guest)?,
+                    attrs: attr::RDONLY | attr::NOSUID | attr::NODEV,
+                });
+                bound.push(guest.to_path_buf());
+                landlock.push((guest.to_path_buf(), Access::ReadExec));
+            }
+            HostEntry::Symlink(target) => ops.push(MountOp::Symlink { target: cstring(target)?, path: at(guest)? }),
+            HostEntry::File(_) | HostEntry::LargeFile => {}
+        }
+    }
+
+    // /etc: small files copied, symlinks recreated, directories and large files bound.
+    make_dirs(&mut ops, &mut made, &bound, Path::new("/etc"))?;
+    for ((name, entry), host) in layout.etc.iter().zip(&etc_paths) {
+        let guest = Path::new("/etc").join(name);
+        match entry {
+            HostEntry::File(contents) => ops.push(MountOp::FileCopy { path: at(&guest)?, contents: contents.clone() }),
+            HostEntry::Symlink(target) => ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&guest)? }),
+            HostEntry::Dir | HostEntry::LargeFile => {
+                if *entry == HostEntry::Dir {
+                    make_dirs(&mut ops, &mut made, &bound, &guest)?;
+                } else {
+                    ops.push(MountOp::EmptyFile { path: at(&guest)? });
+                }
+                ops.push(MountOp::Bind {
+                    source: cstring(host)?,
+                    target: at(&guest)?,
+                    attrs: attr::RDONLY | attr::NOSUID | attr::NODEV,
+                });
+                bound.push(guest);
+            }
+        }
+    }
+
+    // /dev: the device nodes, and the usual symlinks.
+    make_dirs(&mut ops, &mut made, &bound, Path::new("/dev"))?;
+    for (device, host) in layout.devices.iter().zip(&dev_paths) {
+        let guest = Path::new("/dev").join(device);
+        ops.push(MountOp::EmptyFile { path: at(&guest)? });
+        ops.push(MountOp::Bind { source: cstring(host)?, target: at(&guest)?, attrs: attr::NOSUID | attr::NOEXEC });
+        landlock.push((host.clone(), Access::Device));
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("shm", "/tmp"),
+    ] {
+        ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&Path::new("/dev").join(name))? });
+    }
+
+    // A private /tmp, size-capped (its pages are host memory).
+    make_dirs(&mut ops, &mut made, &bound, Path::new("/tmp"))?;
+    let tmp_options = format!("size={}m,nr_inodes=65536,mode=1777", grant.limits.tmp_mib);
+    ops.push(MountOp::Tmpfs { target: at(Path::new("/tmp"))?, options: cstring(tmp_options)? });
+
+    // The workspace (always there, even when nothing of it is granted) and the grant's
+    // mounts, parents first.
+    make_dirs(&mut ops, &mut made, &bound, Path::new(WORKSPACE))?;
+    for (target, mount) in &binds {
+        let is_dir = std::fs::metadata(&mount.host).map(|m| m.is_dir()).unwrap_or(true);
+        if is_dir {
+            make_dirs(&mut ops, &mut made, &bound, target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                make_dirs(&mut ops, &mut made, &bound, parent)?;
+            }
+            if !bound.iter().any(|b| target.starts_with(b)) {
+                ops.push(MountOp::EmptyFile { path: at(target)? });
+            }
+        }
+        let attrs = if mount.writable { attr::NOSUID | attr::NODEV } else { attr::RDONLY | attr::NOSUID | attr::NODEV };
+        ops.push(MountOp::Bind { source: cstring(&mount.host)?, target: at(target)?, attrs });
+        bound.push(target.clone());
+        landlock.push((mount.host.clone(), if mount.writable { Access::ReadWrite } else { Access::ReadExec }));
+    }
+
+    // Protected paths, after everything that could cover them: each directory between the
+    // mount that holds it and the path is anchored (a mount point cannot be renamed or
+    // removed, so the path cannot be moved away and replaced), then the path is re-bound
+    // read-only.
+    let mut anchored: Vec<PathBuf> = Vec::new();
+    for (target, _) in &protected {
+        let holder =
+            binds.iter().map(|(t, _)| t).filter(|t| target.starts_with(t)).max_by_key(|t| t.components().count());
+        let Some(holder) = holder else {
+            // Not inside any granted mount: the tool cannot reach it anyway.
+            continue;
+        };
+        let mut partial = holder.clone();
+        let rest: Vec<Component> = target.strip_prefix(holder).map(|r| r.components().collect()).unwrap_or_default();
+        for component in rest.iter().take(rest.len().saturating_sub(1)) {
+            partial.push(component);
+            if !anchored.contains(&partial) {
+                ops.push(MountOp::Rebind { target: at(&partial)?, attrs: attr::NOSUID | attr::NODEV });
+                anchored.push(partial.clone());
+            }
+        }
+        ops.push(MountOp::Rebind { target: at(target)?, attrs: attr::RDONLY | attr::NOSUID | attr::NODEV });
+    }
+
+    // /proc last among the mounts: mounting procfs needs a fully visible /proc in the
+    // mount namespace, which the host's still is until the old root is detached.
+    make_dirs(&mut ops, &mut made, &bound, Path::new("/proc"))?;
+    ops.push(MountOp::Proc { target: at(Path::new("/proc"))?, options: cstring("hidepid=invisible")? });
+
+    let cwd = match grant.jail.cwd.as_deref() {
+        Some(cwd) => cstring(cwd)?,
+        None => cstring(WORKSPACE)?,
+    };
+    Ok(RootPlan { staging: cstring(staging)?, ops, cwd, landlock })
+}
+
+/// The rlimits of one call, as `(resource, value)` with soft = hard = value, each capped
+/// at the current hard limit (a process may lower its limits but not raise them).
+/// `memory_by_cgroup`: when the cgroup bounds memory, no address-space rlimit is set (it
+/// would count reserved, untouched memory and break runtimes that reserve much);
+/// otherwise RLIMIT_DATA stands in for it.
+pub fn rlimits(limits: &Limits, memory_by_cgroup: bool, hard: &dyn Fn(u32) -> u64) -> Vec<(u32, u64)> {
+    const MIB: u64 = 1 << 20;
+    let mut wanted = vec![
+        (libc::RLIMIT_CPU, limits.cpu_seconds),
+        (libc::RLIMIT_FSIZE, limits.file_size_mib.saturating_mul(MIB)),
+        (libc::RLIMIT_NOFILE, limits.open_files),
+        (libc::RLIMIT_NPROC, limits.pids),
+        (libc::RLIMIT_CORE, 0),
+    ];
+    if !memory_by_cgroup {
+        wanted.push((libc::RLIMIT_DATA, limits.memory_mib.saturating_mul(MIB)));
+    }
+    wanted.into_iter().map(|(resource, value)| (resource, value.min(hard(resource)))).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::policy::Program;
+
+    fn layout() -> HostLayout {
+        HostLayout {
+            system: vec![
+                ("/usr".into(), HostEntry::Dir),
+                ("/bin".into(), HostEntry::Symlink("usr/bin".into())),
+                ("/lib64".into(), HostEntry::Symlink("usr/lib64".into())),
+            ],
+            etc: vec![
+                ("passwd".into(), HostEntry::File(Arc::from(&b"root:x:0:0::/root:/bin/sh\n"[..]))),
+                ("alternatives".into(), HostEntry::Dir),
+                ("localtime".into(), HostEntry::Symlink("/usr/share/zoneinfo/UTC".into())),
+            ],
+            devices: vec!["null".into(), "urandom".into()],
+            staging: vec!["/mnt".into(), "/opt".into()],
+        }
+    }
+
+    fn grant(workspace: &str) -> Grant {
+        let mut grant = Grant::new("t", Program::Process { executable: "/bin/true".into(), sha256: None });
+        grant.workspace = Some(workspace.into());
+        grant.mounts = vec![
+            Mount { host: workspace.into(), guest: ".".into(), writable: false },
+            Mount { host: format!("{workspace}/out").into(), guest: "out".into(), writable: true },
+            Mount { host: "/opt/cargo".into(), guest: "/opt/cargo".into(), writable: false },
+        ];
+        grant.protected = vec![Mount {
+            host: format!("{workspace}/out/a/tests").into(),
+            guest: "out/a/tests".into(),
+            writable: false,
+        }];
+        grant
+    }
+
+    fn index(ops: &[MountOp], wanted: &MountOp) -> usize {
+        ops.iter().position(|op| op == wanted).unwrap_or_else(|| panic!("{wanted:?} not in {ops:#?}"))
+    }
+
+    #[test]
+    fn root_plan_binds_system_read_only_workspace_then_protected_last() {
+        let plan = root_plan(&layout(), &grant("/home/u/ws")).unwrap();
+        assert_eq!(plan.staging.as_c_str(), c"/mnt");
+        assert_eq!(plan.cwd.as_c_str(), c"/workspace");
+        let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
+        let rw = attr::NOSUID | attr::NODEV;
+        assert_eq!(
+            plan.ops[0],
+            MountOp::Tmpfs { target: c"/mnt".into(), options: CString::new(ROOT_TMPFS_OPTIONS).unwrap() }
+        );
+        let usr = index(&plan.ops, &MountOp::Bind { source: c"/usr".into(), target: c"/mnt/usr".into(), attrs: ro });
+        let bin = index(&plan.ops, &MountOp::Symlink { target: c"usr/bin".into(), path: c"/mnt/bin".into() });
+        let ws = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/home/u/ws".into(), target: c"/mnt/workspace".into(), attrs: ro },
+        );
+        let out = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/home/u/ws/out".into(), target: c"/mnt/workspace/out".into(), attrs: rw },
+        );
+        let cargo = index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/opt/cargo".into(), target: c"/mnt/opt/cargo".into(), attrs: ro },
+        );
+        let anchor = index(&plan.ops, &MountOp::Rebind { target: c"/mnt/workspace/out/a".into(), attrs: rw });
+        let tests = index(&plan.ops, &MountOp::Rebind { target: c"/mnt/workspace/out/a/tests".into(), attrs: ro });
+        let proc_ =
+            index(&plan.ops, &MountOp::Proc { target: c"/mnt/proc".into(), options: c"hidepid=invisible".into() });
+        assert!(usr < ws && bin < ws && ws < out && out < anchor && anchor < tests && tests < proc_ && cargo < tests);
+        // /etc: a copy, a bind and a symlink; never the whole /etc.
+        assert!(
+            plan.ops
+                .iter()
+                .any(|op| matches!(op, MountOp::FileCopy { path, .. } if path.as_c_str() == c"/mnt/etc/passwd"))
+        );
+        index(
+            &plan.ops,
+            &MountOp::Bind { source: c"/etc/alternatives".into(), target: c"/mnt/etc/alternatives".into(), attrs: ro },
+        );
+        assert!(!plan.ops.iter().any(|op| matches!(op, MountOp::Bind { source, .. } if source.as_c_str() == c"/etc")));
+        // Devices are bound onto empty files, without exec.
+        index(&plan.ops, &MountOp::EmptyFile { path: c"/mnt/dev/null".into() });
+        index(
+            &plan.ops,
+            &MountOp::Bind {
+                source: c"/dev/null".into(),
+                target: c"/mnt/dev/null".into(),
+                attrs: attr::NOSUID | attr::NOEXEC,
+            },
+        );
+        // Every directory is made before anything is mounted under it.
+        let dir = index(&plan.ops, &MountOp::Dir { path: c"/mnt/workspace".into() });
+        assert!(dir < ws);
+        // Landlock sees the host paths with their access.
+        assert!(plan.landlock.contains(&(PathBuf::from("/home/u/ws/out"), Access::ReadWrite)));
+        assert!(plan.landlock.contains(&(PathBuf::from("/usr"), Access::ReadExec)));
+    }
+
+    #[test]
+    fn staging_avoids_every_source_and_its_ancestors() {
+        let candidates: Vec<String> = ["/mnt", "/opt", "/tmp"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(choose_staging(&candidates, &[Path::new("/mnt/data/ws")]), Some("/opt"));
+        assert_eq!(choose_staging(&candidates, &[Path::new("/"), Path::new("/x")]), None);
+        assert_eq!(choose_staging(&candidates, &[Path::new("/mnt"), Path::new("/opt/x")]), Some("/tmp"));
+        let mut grant = grant("/mnt/ws");
+        grant.mounts.retain(|m| !m.host.starts_with("/opt"));
+        let plan = root_plan(&layout(), &grant).unwrap();
+        assert_eq!(plan.staging.as_c_str(), c"/opt");
+    }
+
+    #[test]
+    fn targets_stay_in_the_workspace_and_off_the_jails_own_paths() {
+        let ws = Path::new("/w");
+        let m = |host: &str, guest: &str| Mount { host: host.into(), guest: guest.into(), writable: false };
+        assert_eq!(guest_target(&m("/w", "."), Some(ws)), Ok(PathBuf::from("/workspace")));
+        // A relative guest follows the canonical host path, not the name in the policy.
+        assert_eq!(guest_target(&m("/w/real/out", "out"), Some(ws)), Ok(PathBuf::from("/workspace/real/out")));
+        assert_eq!(guest_target(&m("/x", "/opt/x"), Some(ws)), Ok(PathBuf::from("/opt/x")));
+        for guest in ["/proc/x", "/dev", "/workspace/x", "/", "/a/../b"] {
+            assert!(guest_target(&m("/x", guest), Some(ws)).is_err(), "{guest}");
+        }
+    }
+
+    #[test]
+    fn rlimits_follow_the_grant_and_never_exceed_the_hard_limit() {
+        let limits = Limits {
+            cpu_seconds: 5,
+            open_files: 1_000_000,
+            pids: 32,
+            file_size_mib: 2,
+            memory_mib: 100,
+            ..Limits::default()
+        };
+        let hard = |resource: u32| if resource == libc::RLIMIT_NOFILE { 4096 } else { u64::MAX };
+        let with_cgroup = rlimits(&limits, true, &hard);
+        assert!(with_cgroup.contains(&(libc::RLIMIT_CPU, 5)));
+        assert!(with_cgroup.contains(&(libc::RLIMIT_NOFILE, 4096)));
+        assert!(with_cgroup.contains(&(libc::RLIMIT_NPROC, 32)));
+        assert!(with_cgroup.contains(&(libc::RLIMIT_FSIZE, 2 << 20)));
+        assert!(with_cgroup.contains(&(libc::RLIMIT_CORE, 0)));
+        assert!(!with_cgroup.iter().any(|(r, _)| *r == libc::RLIMIT_DATA));
+        let without = rlimits(&limits, false, &hard);
+        assert!(without.contains(&(libc::RLIMIT_DATA, 100 << 20)));
+    }
+}
