@@ -67,7 +67,10 @@ pub async fn relay_stdio(socket: &Path, workspace: Option<PathBuf>) -> Result<()
                     break;
                 }
                 let forwarded = rewrite_up(&line, workspace.as_deref(), &cancelled);
-                to_service.write_all(forwarded.as_deref().unwrap_or(&line)).await.map_err(ServiceError::Stdio)?;
+                if to_service.write_all(forwarded.as_deref().unwrap_or(&line)).await.is_err() {
+                    // The service closed the connection; what it said last is relayed below.
+                    break;
+                }
             }
             // The client is done: the service sees the end, cancels what still runs, closes.
             let _ = to_service.shutdown().await;

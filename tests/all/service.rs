@@ -121,6 +121,11 @@ fn write_policies(dir: &Path, root: &Path, callers: &str) {
     std::fs::copy(shipped.join("designations.toml"), dir.join("designations.toml")).unwrap();
     std::fs::write(dir.join("callers.toml"), callers).unwrap();
     std::fs::write(dir.join("audit.toml"), "fsync = \"batch\"\n").unwrap();
+    std::fs::create_dir_all(dir.join("seccomp")).unwrap();
+    for entry in std::fs::read_dir(shipped.join("seccomp")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join("seccomp").join(path.file_name().unwrap())).unwrap();
+    }
     let modules = repo().join("guest-tools/wasm").canonicalize().unwrap();
     for name in ["wc", "apply-patch"] {
         let text = std::fs::read_to_string(shipped.join(format!("tools/{name}.toml"))).unwrap();
@@ -143,6 +148,17 @@ fn write_policies(dir: &Path, root: &Path, callers: &str) {
             sleep.display(),
             airlock::policy::sha256_hex(&std::fs::read(&sleep).unwrap())
         ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tools/jailed-sleep.toml"),
+        "name = \"jailed-sleep\"\n\
+         description = \"Sleeps 4242 seconds in the process jail.\"\n\
+         justification = \"Test tool: a long-running process to cancel.\"\n\
+         categories = [\"read\"]\n\
+         [backend]\nprocess = [\"/bin/sleep\", \"4242\"]\n\
+         [input]\ntype = \"object\"\nadditionalProperties = false\n\
+         [limits]\nwall_ms = 120000\n",
     )
     .unwrap();
     let noop = root.join("noop.wat");
@@ -535,6 +551,42 @@ async fn a_cancelled_call_is_stopped_and_audited_as_cancelled() {
     let record = fixture.wait_for_record(Duration::from_secs(10), |r| r.session.as_deref() == Some(session.as_str()));
     assert_eq!(record.status(), Some("cancelled"));
     assert!(gone.elapsed() < Duration::from_secs(10));
+}
+
+/// Pids of processes running `sleep 4242` (the jailed test tool).
+fn jailed_sleepers() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"/bin/sleep\x004242\x00"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_jailed_process_is_killed_and_audited() {
+    let fixture = Fixture::new(CALLERS);
+    let served = fixture.serve(&[]);
+    let mut client = served.client().await;
+    let id = client.send("tools/call", json!({ "name": "jailed-sleep", "arguments": {} })).await.unwrap();
+    let started = Instant::now();
+    while jailed_sleepers().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the jailed process never started: {:?}",
+            fixture.records()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.notify("notifications/cancelled", json!({ "requestId": id.to_value() })).await.unwrap();
+    let result = client.wait(&id).await.unwrap();
+    assert_eq!(status_kind(&result), "cancelled", "{result}");
+    let record = fixture.records().into_iter().find(|r| r.tool == "jailed-sleep").unwrap();
+    assert_eq!((record.status(), record.backend.as_deref()), (Some("cancelled"), Some("jail")));
+    let gone = Instant::now();
+    while !jailed_sleepers().is_empty() {
+        assert!(gone.elapsed() < Duration::from_secs(5), "the jailed process outlived its cancelled call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
