@@ -70,7 +70,10 @@ impl Store {
                 store.check_dir()?;
                 store.remove_stale_temps();
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not there yet, or not ours to look at (e.g. a tool runner whose HOME is
+            // another user's): nothing to check now. A call that needs an approval fails
+            // closed at its first use of the store, with the reason; every other call runs.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => {}
             Err(source) => return Err(ApprovalError::Read { path: dir.to_path_buf(), source }),
         }
         Ok(store)
