@@ -865,6 +865,11 @@ fn compile_tool(
     ] {
         for entry in entries {
             match WorkspacePath::parse(entry.get_ref()) {
+                Ok(path) if list == "protected" && path.as_str() == "." => errors.push(source.error_at(
+                    entry.span(),
+                    "files.protected = [\".\"] would protect the whole workspace",
+                    "list the evaluation criteria (tests, graders); a read-only workspace is `files.read`",
+                )),
                 Ok(path) => {
                     if !out.contains(&path) {
                         out.push(path);
