@@ -30,7 +30,9 @@ use crate::{
     error::Result,
     guard::{Guard, GuardCheck},
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
-    policy::{AuditArguments, Decision, Evaluation, Grant, OnTamper, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo},
+    policy::{
+        AuditArguments, Decision, Evaluation, Grant, OnTamper, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo,
+    },
 };
 
 /// The protected paths of one call, for the guard: checked before and after a call that
@@ -475,8 +477,7 @@ impl Runtime {
                     }
                 }
                 Err(error) => {
-                    let reason =
-                        format!("the protected paths cannot be checked, so the call does not run: {error}");
+                    let reason = format!("the protected paths cannot be checked, so the call does not run: {error}");
                     return self.record(entry, denied(reason)).await;
                 }
             }

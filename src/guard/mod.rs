@@ -501,7 +501,9 @@ impl TreeState {
             let stat = Entry::of(Kind::File, &meta);
             let previous = reuse.and_then(|old| old.get(rel)).filter(|old| old.same_stat(&stat));
             let entry = match previous {
-                Some(previous) => Entry { nlink: stat.nlink, mode: stat.mode, uid: stat.uid, gid: stat.gid, ..previous.clone() },
+                Some(previous) => {
+                    Entry { nlink: stat.nlink, mode: stat.mode, uid: stat.uid, gid: stat.gid, ..previous.clone() }
+                }
                 None => hash_file(&path).map_err(read_error)?,
             };
             out.insert(rel.to_string(), entry);
@@ -516,8 +518,10 @@ impl TreeState {
 /// read: the entry is the opened file's own stat, so a swap between stat and read cannot
 /// pair one file's stat with another's bytes.
 fn hash_file(path: &Path) -> io::Result<Entry> {
-    let mut file =
-        fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
     let meta = file.metadata()?;
     let mut entry = Entry::of(if meta.is_file() { Kind::File } else { Kind::Other }, &meta);
     if meta.is_file() {

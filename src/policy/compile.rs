@@ -566,11 +566,7 @@ fn compile_callers(
         }
         table.callers.insert(
             name_str.clone(),
-            CallerPolicy {
-                designation: caller.designation.get_ref().clone(),
-                attributes,
-                admin: caller.admin,
-            },
+            CallerPolicy { designation: caller.designation.get_ref().clone(), attributes, admin: caller.admin },
         );
     }
     Some(table)

@@ -307,13 +307,7 @@ impl Designation {
                 )
             }
         };
-        CategoryVerdict {
-            decision,
-            category: deciding.map(|(c, _, _)| c.to_string()),
-            per_category,
-            rule,
-            decided_by,
-        }
+        CategoryVerdict { decision, category: deciding.map(|(c, _, _)| c.to_string()), per_category, rule, decided_by }
     }
 
     /// ` (caller has attribute A)` when `category` requires one (the caller had it).

@@ -284,8 +284,9 @@ impl PolicySet {
         self.tools
             .values()
             .filter_map(|tool| {
-                let decision =
-                    designation.decide_for(tool.categories(), &resolved.attributes, !tool.network().is_empty()).decision;
+                let decision = designation
+                    .decide_for(tool.categories(), &resolved.attributes, !tool.network().is_empty())
+                    .decision;
                 (decision != Decision::Deny).then(|| ToolInfo {
                     name: tool.name().to_string(),
                     description: tool.description().to_string(),

@@ -485,9 +485,10 @@ pub fn call_result(outcome: &CallOutcome) -> Value {
         Status::LimitExceeded { limit } => note(format!("[airlock: stopped: the {} limit was exceeded]", limit.name())),
         Status::Trapped { trap } => note(format!("[airlock: the tool trapped: {trap}]")),
         Status::Cancelled => note("[airlock: the call was cancelled]".into()),
-        Status::Tampered { changed, .. } => {
-            note(format!("[airlock: tampered: protected paths changed: {}; the result is not trusted]", changed.join("; ")))
-        }
+        Status::Tampered { changed, .. } => note(format!(
+            "[airlock: tampered: protected paths changed: {}; the result is not trusted]",
+            changed.join("; ")
+        )),
         Status::NeedsApproval { approval_id, expires_at } => note(format!(
             "[airlock: this call needs a human's approval: pending approval {approval_id} (expires {expires_at}); \
              once it is approved, make the same call again]"

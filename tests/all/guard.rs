@@ -68,7 +68,13 @@ impl Env {
              [input.properties.path]\ntype = \"string\"\n[input.properties.x]\ntype = \"string\"\n\
              [input.properties.y]\ntype = \"string\"\n",
         );
-        tool("nap", "[\"write\"]", wat("sleep.wat"), "args = [\"{ms}\"]", "[input.properties.ms]\ntype = \"integer\"\n");
+        tool(
+            "nap",
+            "[\"write\"]",
+            wat("sleep.wat"),
+            "args = [\"{ms}\"]",
+            "[input.properties.ms]\ntype = \"integer\"\n",
+        );
 
         let ws = TempDir::new().unwrap();
         fs::create_dir_all(ws.path().join("tests/unit")).unwrap();
@@ -330,7 +336,10 @@ async fn a_call_that_cannot_write_is_not_guarded_and_one_that_can_is() {
     assert_eq!(outcome.status, Status::Ok);
     let record = env.audit_records().pop().unwrap();
     let reasons = record["reasons"].to_string();
-    assert!(reasons.contains("guard before the call: protected [tests, eval, benchmarks, .airlock]: cold"), "{reasons}");
+    assert!(
+        reasons.contains("guard before the call: protected [tests, eval, benchmarks, .airlock]: cold"),
+        "{reasons}"
+    );
     assert!(reasons.contains("guard after the call"), "{reasons}");
     assert!(reasons.contains("decided by designations.standard.allow[write]"), "{reasons}");
 }

@@ -7,8 +7,8 @@ mod common;
 
 mod approvals;
 mod audit;
-mod guard;
 mod cli;
+mod guard;
 mod guest_tools;
 mod jail;
 mod policy;

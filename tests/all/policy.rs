@@ -986,7 +986,10 @@ fn explain_names_the_preset_rule_that_decided() {
     let policy = PolicyDir::new();
     policy.tool("scanner", &tool_text("scanner", &["read", "security-testing"], ""));
     policy.tool("ship", &tool_text("ship", &["deploy"], ""));
-    policy.tool("fetch", &tool_text("fetch", &["read"], "").replace("[backend]", "network = [\"pypi.org:443\"]\n\n[backend]"));
+    policy.tool(
+        "fetch",
+        &tool_text("fetch", &["read"], "").replace("[backend]", "network = [\"pypi.org:443\"]\n\n[backend]"),
+    );
     let policy = policy.load();
     let ws = workspace();
     let e = evaluate(&policy, "cyber-agent", "scanner", json!({}), ws.path());

@@ -109,7 +109,8 @@ fn split(host: &Path, guest: &str, protected: &[Mount], out: &mut Vec<Mount>) ->
         return Ok(());
     }
     out.push(Mount { host: host.to_path_buf(), guest: guest.to_string(), writable: false });
-    let entries = std::fs::read_dir(host).map_err(|source| WasmError::OpenMount { host: host.to_path_buf(), source })?;
+    let entries =
+        std::fs::read_dir(host).map_err(|source| WasmError::OpenMount { host: host.to_path_buf(), source })?;
     let mut children = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| WasmError::OpenMount { host: host.to_path_buf(), source })?;
