@@ -10,7 +10,9 @@
 //!   -> policy::PolicySet::evaluate  -> Evaluation { decision, rule, reasons, grant }
 //!   -> approvals::Approvals::gate   needs-approval only: a durable approval bound to the
 //!                                   exact call, decided by a human, used up, expiring
-//!   -> backend (wasm)               sees only the Grant
+//!   -> guard::Guard::check          calls that can write: the protected trees' digests
+//!                                   before and after (a change: `tampered`)
+//!   -> backend (wasm | jail)        sees only the Grant
 //!   -> audit::AuditLog::append      every call, allowed or not, before the reply
 //!   -> CallOutcome { status, exit_code, stdout, stderr, usage, audit_seq, violations }
 //! ```
@@ -27,6 +29,7 @@ pub mod approvals;
 pub mod audit;
 pub mod backend;
 pub mod error;
+pub mod guard;
 pub mod outcome;
 pub mod policy;
 pub mod runtime;

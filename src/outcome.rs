@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::OnTamper;
+
 /// One tool call, as the caller asks for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallRequest {
@@ -89,6 +91,13 @@ pub enum Status {
     /// `approval_id` waits for one until `expires_at` (RFC 3339 UTC). Once a human has
     /// approved it, the same call (same tool, arguments, workspace and caller) runs.
     NeedsApproval { approval_id: String, expires_at: String },
+    /// A protected path (tests, evals, benchmarks: the evaluation criteria) changed, or
+    /// could not be checked, whatever the tool's exit code: its result must not be trusted.
+    /// `changed` lists the paths (`tests/test_x.py (modified)`); `ran` is false when the
+    /// change was found before the tool started (made between calls, by another route:
+    /// the call was not run). `on_tamper` is the caller's designation's rule for the
+    /// calls after this one (`suspend`: a session layer refuses them).
+    Tampered { changed: Vec<String>, ran: bool, on_tamper: OnTamper },
 }
 
 impl Status {
@@ -102,6 +111,7 @@ impl Status {
             Status::Trapped { .. } => "trapped",
             Status::Cancelled => "cancelled",
             Status::NeedsApproval { .. } => "needs-approval",
+            Status::Tampered { .. } => "tampered",
         }
     }
 }
@@ -222,5 +232,15 @@ impl CallOutcome {
     /// True when the tool ran and succeeded.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
+    }
+
+    /// `Some(rule)` when a protected path changed during (or before) this call: what the
+    /// session layer must do next ([`OnTamper::Suspend`]: refuse the session's further
+    /// calls).
+    pub fn tampered(&self) -> Option<OnTamper> {
+        match &self.status {
+            Status::Tampered { on_tamper, .. } => Some(*on_tamper),
+            _ => None,
+        }
     }
 }

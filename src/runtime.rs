@@ -28,9 +28,37 @@ use crate::{
         wasm::{Exit, RunReport, WasmBackend, WasmConfig},
     },
     error::Result,
+    guard::{Guard, GuardCheck},
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
-    policy::{Decision, Evaluation, Grant, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo},
+    policy::{
+        AuditArguments, Decision, Evaluation, Grant, OnTamper, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo,
+    },
 };
+
+/// The protected paths of one call, for the guard: checked before and after a call that
+/// can write.
+#[derive(Debug, Clone)]
+struct Protection {
+    /// The canonical workspace.
+    workspace: PathBuf,
+    /// Relative to it, existing or not.
+    paths: Vec<String>,
+    /// The designation's rule after a change (carried into the outcome).
+    on_tamper: OnTamper,
+}
+
+impl Protection {
+    /// What the guard checks for an evaluated call: `None` when it has no grant or no
+    /// workspace.
+    fn of(evaluation: &Evaluation) -> Option<Protection> {
+        let grant = evaluation.grant.as_ref()?;
+        Some(Protection {
+            workspace: grant.workspace.clone()?,
+            paths: evaluation.protected.clone(),
+            on_tamper: evaluation.on_tamper,
+        })
+    }
+}
 
 /// The caller name recorded for ad-hoc grants made by the operator at the CLI
 /// (`airlock run-wasm`).
@@ -117,6 +145,7 @@ impl RuntimeBuilder {
             wasm,
             jail,
             approvals,
+            guard: Arc::new(Guard::new()),
             guarded: guarded_paths(
                 &self.policies,
                 &self.audit_path,
@@ -181,6 +210,7 @@ pub struct Runtime {
     wasm: WasmBackend,
     jail: JailBackend,
     approvals: Approvals,
+    guard: Arc<Guard>,
     guarded: Vec<PathBuf>,
 }
 
@@ -293,13 +323,18 @@ impl Runtime {
         // caller's current directory is forgotten.
         entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
+        entry.reasons.push(format!("decided by {}", evaluation.decided_by));
+        if evaluation.audit_arguments == AuditArguments::Full {
+            entry.full_arguments = true;
+            entry.reasons.push("arguments audited in full, unredacted (designation audit_arguments = \"full\")".into());
+        }
         if evaluation.decision == Decision::NeedsApproval {
             return self.gate(entry, evaluation, &request, cancelled).await;
         }
         match refusal(&evaluation) {
             Some(reason) => self.record(entry, denied(reason)).await,
-            None => match evaluation.grant {
-                Some(grant) => self.run(entry, grant, cancelled).await,
+            None => match evaluation.grant.clone() {
+                Some(grant) => self.run(entry, grant, Protection::of(&evaluation), cancelled).await,
                 None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await,
             },
         }
@@ -317,6 +352,7 @@ impl Runtime {
         request: &CallRequest,
         cancelled: impl Future<Output = ()>,
     ) -> Result<CallOutcome> {
+        let protection = Protection::of(&evaluation);
         let Some(grant) = evaluation.grant else {
             return self.record(entry, denied("policy asked for approval but gave no grant".into())).await;
         };
@@ -364,7 +400,7 @@ impl Runtime {
                     ));
                 }
                 entry.approval = outcome.record();
-                self.run(entry, grant, cancelled).await
+                self.run(entry, grant, protection, cancelled).await
             }
             Ok(ApprovalOutcome::Pending { approval }) => {
                 let status = Status::NeedsApproval { approval_id: approval.id, expires_at: approval.expires };
@@ -397,15 +433,20 @@ impl Runtime {
         );
         entry.tool_sha256 = grant.program_sha256().map(str::to_string);
         entry.workspace = grant.workspace.clone().or_else(|| grant.mounts.first().map(|m| m.host.clone()));
-        self.run(entry, grant, std::future::pending()).await
+        self.run(entry, grant, None, std::future::pending()).await
     }
 
     /// Runs an allowed call: guard checks, backend (unless `cancelled` completes first),
-    /// audit.
+    /// audit. A call that can write (a writable mount) has its protected paths checked
+    /// before and after the backend runs: a change found before is a `tampered` outcome
+    /// without running the tool (it was made between calls, by another route); a change
+    /// found after is a `tampered` outcome whatever the exit code; a check that cannot be
+    /// made refuses the call (before) or is `tampered` (after).
     async fn run(
         &self,
         mut entry: AuditEntry,
         grant: Grant,
+        protection: Option<Protection>,
         cancelled: impl Future<Output = ()>,
     ) -> Result<CallOutcome> {
         entry.env = grant.env.clone();
@@ -421,6 +462,26 @@ impl Runtime {
         }
         // A call that could not be audited must not run: check the log before, not after.
         self.audit.check()?;
+        let can_write = grant.mounts.iter().any(|mount| mount.writable);
+        let protection = protection.filter(|p| can_write && !p.paths.is_empty());
+        if let Some(protection) = &protection {
+            match self.check_protected(protection, false).await {
+                Ok(check) => {
+                    entry.reasons.push(guard_note("before", protection, &check));
+                    if !check.changes.is_empty() {
+                        entry.reasons.push(
+                            "protected paths changed since the last call, by another route: the tool was not run"
+                                .into(),
+                        );
+                        return self.record(entry, tampered(check.changes, false, protection.on_tamper, None)).await;
+                    }
+                }
+                Err(error) => {
+                    let reason = format!("the protected paths cannot be checked, so the call does not run: {error}");
+                    return self.record(entry, denied(reason)).await;
+                }
+            }
+        }
         // Only the backend is raced against `cancelled` (checked first, so a call withdrawn
         // before it starts never starts); the record below always completes.
         let finished = tokio::select! {
@@ -428,14 +489,51 @@ impl Runtime {
             () = cancelled => None,
             outcome = self.execute(&mut entry, &grant, is_process) => Some(outcome),
         };
-        let outcome = match finished {
+        let mut outcome = match finished {
             Some(outcome) => outcome,
             None => {
                 entry.reasons.push("the caller cancelled the call; the tool was stopped, or never started".into());
                 cancelled_outcome()
             }
         };
+        if let Some(protection) = &protection {
+            match self.check_protected(protection, true).await {
+                Ok(check) => {
+                    entry.reasons.push(guard_note("after", protection, &check));
+                    if !check.changes.is_empty() {
+                        entry.reasons.push(format!("the tool's own status was {}", outcome.status.name()));
+                        outcome = tampered(check.changes, true, protection.on_tamper, Some(outcome));
+                    }
+                }
+                Err(error) => {
+                    entry.reasons.push(format!("the protected paths could not be checked after the call: {error}"));
+                    let changed = vec![format!("(unverifiable: {error})")];
+                    outcome = tampered(changed, true, protection.on_tamper, Some(outcome));
+                }
+            }
+        }
         self.record(entry, outcome).await
+    }
+
+    /// One guard check: inline when inotify reports nothing (no scan needed), otherwise
+    /// on the blocking pool.
+    async fn check_protected(
+        &self,
+        protection: &Protection,
+        after_write: bool,
+    ) -> std::result::Result<GuardCheck, crate::guard::GuardError> {
+        if let Some(check) = self.guard.check_quiet(&protection.workspace, &protection.paths) {
+            return Ok(check);
+        }
+        let guard = Arc::clone(&self.guard);
+        let (workspace, paths) = (protection.workspace.clone(), protection.paths.clone());
+        match tokio::task::spawn_blocking(move || guard.check(&workspace, &paths, after_write)).await {
+            Ok(result) => result,
+            Err(join) => Err(crate::guard::GuardError::Read {
+                path: protection.workspace.clone(),
+                source: std::io::Error::other(format!("the check panicked or was cancelled: {join}")),
+            }),
+        }
     }
 
     /// Runs the grant on its backend. Dropping the future stops the tool: a wasm guest's
@@ -513,6 +611,31 @@ fn denied(reason: String) -> CallOutcome {
         audit_seq: 0,
         violations: Vec::new(),
     }
+}
+
+/// The outcome of a call whose protected paths changed: `ran` with the tool's `outcome`
+/// (its exit code, output and usage are kept), or not run.
+fn tampered(changed: Vec<String>, ran: bool, on_tamper: OnTamper, outcome: Option<CallOutcome>) -> CallOutcome {
+    let mut outcome = outcome.unwrap_or_else(|| denied(String::new()));
+    outcome.violations.extend(changed.iter().map(|path| format!("protected path changed: {path}")));
+    outcome.status = Status::Tampered { changed, ran, on_tamper };
+    outcome
+}
+
+/// The audit reason line of one guard check.
+fn guard_note(when: &str, protection: &Protection, check: &GuardCheck) -> String {
+    let how = match check.kind {
+        crate::guard::CheckKind::Cold => "cold: every tree scanned and hashed".to_string(),
+        crate::guard::CheckKind::Quiet => "no change reported by inotify".to_string(),
+        crate::guard::CheckKind::Partial(n) => format!("{n} path(s) named by inotify rescanned"),
+        crate::guard::CheckKind::Full => "full rescan".to_string(),
+    };
+    let mut line = format!("guard {when} the call: protected [{}]: {how}", protection.paths.join(", "));
+    if let Some(note) = &check.note {
+        line.push_str("; ");
+        line.push_str(note);
+    }
+    line
 }
 
 /// The outcome of a call withdrawn while it ran (what the tool wrote so far is dropped

@@ -186,6 +186,10 @@ pub struct AuditEntry {
     pub outcome: Option<CallOutcome>,
     /// Isolation violations; merged with `outcome.violations` (duplicates dropped).
     pub violations: Vec<String>,
+    /// Record the arguments unredacted (the caller's designation says
+    /// `audit_arguments = "full"`).
+    #[serde(default)]
+    pub full_arguments: bool,
 }
 
 impl AuditEntry {
@@ -217,6 +221,7 @@ impl AuditEntry {
             isolation: Vec::new(),
             outcome: None,
             violations: Vec::new(),
+            full_arguments: false,
         }
     }
 }

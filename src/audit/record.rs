@@ -283,7 +283,8 @@ impl PreparedRecord {
     /// Redacts and summarises `entry` into a record to be written with `durability`.
     pub(crate) fn new(entry: AuditEntry, redactor: &Redactor, durability: Fsync) -> Result<Self> {
         let arguments_sha256 = arguments_sha256(&entry.arguments);
-        let arguments = redactor.redact_arguments(&entry.arguments);
+        let arguments =
+            if entry.full_arguments { entry.arguments.clone() } else { redactor.redact_arguments(&entry.arguments) };
         let env = redactor.redact_env(entry.env);
         let mut violations = entry.violations;
         if let Some(outcome) = &entry.outcome {

@@ -34,6 +34,10 @@ pub const EXIT_DENIED: u8 = 126;
 pub const EXIT_TRAPPED: u8 = 134;
 /// The call needs a human's approval and did not run yet: try again later (`EX_TEMPFAIL`).
 pub const EXIT_NEEDS_APPROVAL: u8 = 75;
+/// A protected path (tests, evals, benchmarks) changed during the call or since the last
+/// one, or could not be checked: whatever the tool's exit code, its result is not to be
+/// trusted (the audit record lists the changed paths).
+pub const EXIT_TAMPERED: u8 = 123;
 
 /// The exit codes of `airlock run` and `airlock run-wasm`, as `--help` shows them.
 const EXIT_CODES_HELP: &str = "\
@@ -43,6 +47,8 @@ Exit codes of `run` and `run-wasm`:
   125             airlock itself failed: bad usage, policies that do not load, an unwritable audit log
   126             the call was denied (policy, bad arguments, unknown tool); it did not run
   134             the guest trapped
+  123             tampered: a protected path (tests, eval, benchmarks) changed; the result is not trusted
+  75              the call needs a human's approval and did not run yet
 Other subcommands: 0 success; 1 a check failed (`policy check`, `audit verify`); 125 airlock failed.";
 
 #[derive(Debug, Parser)]
@@ -62,7 +68,8 @@ enum Command {
     /// Run a tool defined in the policies, as a caller, in a workspace.
     ///
     /// Exit code: the tool's own; 124 a limit stopped it; 125 airlock failed; 126 the call
-    /// was denied; 134 the guest trapped; 75 the call waits for a human's approval.
+    /// was denied; 134 the guest trapped; 123 a protected path changed (tampered); 75 the call
+    /// waits for a human's approval.
     Run(run::RunArgs),
     /// Run any wasm module under an ad-hoc grant of exactly the given capabilities (still
     /// audited), like `wasmtime run`.

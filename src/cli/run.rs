@@ -17,7 +17,7 @@ use airlock::{
     policy::{Grant, Layer, Limits, Mount, PolicySet, Program},
 };
 
-use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_NEEDS_APPROVAL, EXIT_TRAPPED, PoliciesArg};
+use super::{AuditArg, EXIT_DENIED, EXIT_LIMIT, EXIT_NEEDS_APPROVAL, EXIT_TAMPERED, EXIT_TRAPPED, PoliciesArg};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -367,6 +367,12 @@ fn report(outcome: &CallOutcome, json: bool) -> anyhow::Result<ExitCode> {
             Status::LimitExceeded { limit } => eprintln!("airlock: stopped: {} limit exceeded", limit.name()),
             Status::Trapped { trap } => eprintln!("airlock: the tool trapped: {trap}"),
             Status::Cancelled => eprintln!("airlock: the call was cancelled while it ran"),
+            Status::Tampered { changed, ran, on_tamper } => eprintln!(
+                "airlock: tampered: protected paths changed {} ({} after this): {}",
+                if *ran { "during the call" } else { "since the last call; the tool did not run" },
+                on_tamper.name(),
+                changed.join("; ")
+            ),
             Status::NeedsApproval { approval_id, expires_at } => eprintln!(
                 "airlock: needs a human's approval: pending approval {approval_id} (expires {expires_at}); \
                  an admin runs `airlock approvals approve {approval_id}`, then run the same call again"
@@ -391,6 +397,7 @@ pub fn exit_code(outcome: &CallOutcome) -> u8 {
         },
         // As a shell reports a command interrupted by SIGINT.
         Status::Cancelled => 130,
+        Status::Tampered { .. } => EXIT_TAMPERED,
         Status::NeedsApproval { .. } => EXIT_NEEDS_APPROVAL,
     }
 }

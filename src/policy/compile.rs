@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use super::{
     AuditSettings, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
+    decision::{DEPLOY_CATEGORY, DesignationExtras, NETWORK_CATEGORY},
     error::{PolicyError, PolicyErrors, SourceFile, list_or_none, whole_file_error},
     file::{AuditFile, CallersFile, DesignationsFile, ToolFile},
     grant::{EnvGrants, FileGrants, HostPath, JailGrant, Layer, Limits, Program, SeccompGrant, WorkspacePath},
@@ -272,6 +273,22 @@ fn is_kebab_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Caller attributes: lowercase letters, digits, `_` and `-`, starting with a letter
+/// (`trusted_access`).
+fn is_attribute_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn attribute_name_error(source: &SourceFile, attribute: &Spanned<String>) -> PolicyError {
+    source.error_at(
+        attribute.span(),
+        format!("attribute \"{}\" is not a lowercase name", attribute.get_ref()),
+        "use lowercase letters, digits, `_` and `-`, starting with a letter (e.g. trusted_access)",
+    )
+}
+
 /// Tool names: letters, digits, `-` and `_`, starting with a letter or digit.
 fn is_tool_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -381,10 +398,77 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
                 rules.insert(c.clone(), (decision, list));
             }
         }
+        if let Some((Decision::Allow, _)) = rules.get(DEPLOY_CATEGORY)
+            && let Some(entry) = body.allow.iter().find(|c| c.get_ref() == DEPLOY_CATEGORY)
+        {
+            errors.push(source.error_at(
+                entry.span(),
+                format!("designation \"{name_str}\" allows category \"{DEPLOY_CATEGORY}\""),
+                "deployment is a human's gate in every designation: move deploy to `approve` (or `deny`)",
+            ));
+        }
+        let mut extras = DesignationExtras::default();
+        if let Some(network) = &body.network {
+            extras.network = *network.get_ref();
+            if !extras.network
+                && let Some((decision @ (Decision::Allow | Decision::NeedsApproval), list)) =
+                    rules.get(NETWORK_CATEGORY)
+            {
+                errors.push(source.error_at(
+                    network.span(),
+                    format!(
+                        "designation \"{name_str}\" has network = false but lists category \"{NETWORK_CATEGORY}\" under {list} ({decision})"
+                    ),
+                    format!("move {NETWORK_CATEGORY} to `deny`, or remove network = false"),
+                ));
+            }
+        }
+        for (category, attribute) in &body.require_attribute {
+            let c = category.get_ref();
+            match rules.get(c) {
+                Some((Decision::Allow | Decision::NeedsApproval, _)) => {}
+                Some((Decision::Deny, _)) | None => errors.push(source.error_at(
+                    category.span(),
+                    format!(
+                        "designation \"{name_str}\" requires an attribute for category \"{c}\", which it does not allow or approve"
+                    ),
+                    "list the category under `allow` or `approve` (the attribute then gates it), or remove the requirement",
+                )),
+            }
+            if !is_attribute_name(attribute.get_ref()) {
+                errors.push(attribute_name_error(source, attribute));
+            }
+            extras.require_attribute.insert(c.clone(), attribute.get_ref().clone());
+        }
+        if let Some(protected) = &body.protected {
+            extras.protected.clear();
+            for entry in protected {
+                match WorkspacePath::parse(entry.get_ref()) {
+                    Ok(path) if path.as_str() == "." => errors.push(source.error_at(
+                        entry.span(),
+                        "protected = [\".\"] would protect the whole workspace",
+                        "list the evaluation criteria (tests, eval, ...); a read-only workspace is a tool's `files.read`",
+                    )),
+                    Ok(path) => {
+                        if !extras.protected.contains(&path) {
+                            extras.protected.push(path);
+                        }
+                    }
+                    Err(e) => errors.push(source.error_at(
+                        entry.span(),
+                        format!("protected: {e}"),
+                        "use a path relative to the workspace, without `..`, e.g. \"tests\"",
+                    )),
+                }
+            }
+        }
+        extras.audit_arguments = body.audit_arguments.unwrap_or_default();
+        extras.on_tamper = body.on_tamper.unwrap_or_default();
         let compiled = Designation::new(
             name_str.clone(),
             body.justification.get_ref().clone(),
             rules.into_iter().map(|(c, (d, _))| (c, d)).collect(),
+            extras,
         );
         for (index, example) in body.examples.iter().enumerate() {
             let example_body = example.get_ref();
@@ -403,14 +487,16 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
                 continue;
             }
             let names: Vec<&str> = example_body.categories.iter().map(|c| c.get_ref().as_str()).collect();
-            let verdict = compiled.decide(&names);
+            let verdict = compiled.decide_for(&names, &example_body.attributes, example_body.network);
             if verdict.decision != example_body.expect {
                 errors.push(source.error_at(
                     example.span(),
                     format!(
-                        "designation \"{name_str}\" example {} (categories [{}]): expected {} but got {} ({})",
+                        "designation \"{name_str}\" example {} (categories [{}], attributes [{}]{}): expected {} but got {} ({})",
                         index + 1,
                         names.join(", "),
+                        example_body.attributes.join(", "),
+                        if example_body.network { ", network entries" } else { "" },
                         example_body.expect,
                         verdict.decision,
                         verdict.rule
@@ -470,13 +556,17 @@ fn compile_callers(
             }
             table.by_uid.insert(uid_value, name_str.clone());
         }
+        let mut attributes = Vec::new();
+        for attribute in &caller.attributes {
+            if !is_attribute_name(attribute.get_ref()) {
+                errors.push(attribute_name_error(source, attribute));
+            } else if !attributes.contains(attribute.get_ref()) {
+                attributes.push(attribute.get_ref().clone());
+            }
+        }
         table.callers.insert(
             name_str.clone(),
-            CallerPolicy {
-                designation: caller.designation.get_ref().clone(),
-                attributes: caller.attributes.clone(),
-                admin: caller.admin,
-            },
+            CallerPolicy { designation: caller.designation.get_ref().clone(), attributes, admin: caller.admin },
         );
     }
     Some(table)
@@ -763,12 +853,7 @@ fn compile_tool(
             )),
         }
     }
-    if is_wasm {
-        for entry in &file.files.protected {
-            errors.push(process_only(source, entry.span(), "files.protected"));
-        }
-    }
-    let protected = if is_wasm { &Vec::new() } else { &file.files.protected };
+    let protected = &file.files.protected;
     for (list, entries, out) in [
         ("read", &file.files.read, &mut files.read),
         ("write", &file.files.write, &mut files.write),
@@ -776,6 +861,11 @@ fn compile_tool(
     ] {
         for entry in entries {
             match WorkspacePath::parse(entry.get_ref()) {
+                Ok(path) if list == "protected" && path.as_str() == "." => errors.push(source.error_at(
+                    entry.span(),
+                    "files.protected = [\".\"] would protect the whole workspace",
+                    "list the evaluation criteria (tests, graders); a read-only workspace is `files.read`",
+                )),
                 Ok(path) => {
                     if !out.contains(&path) {
                         out.push(path);

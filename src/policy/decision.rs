@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::grant::WorkspacePath;
+
 /// What policy says about a call. Ordered by strictness: combining several matches takes
 /// the max, and no match at all is `Deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -45,16 +47,92 @@ impl std::fmt::Display for Decision {
     }
 }
 
+/// How a designation's calls have their arguments audited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditArguments {
+    /// audit.toml's redaction applies (secrets by key pattern are replaced).
+    #[default]
+    Redacted,
+    /// Every call's arguments are recorded exactly as sent, unredacted.
+    Full,
+}
+
+/// What the session layer does after a call of this designation changed a protected path.
+/// The call itself is always `tampered`; this says what happens to the calls after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTamper {
+    /// Record it (the call is `tampered`, with the changed paths) and go on.
+    #[default]
+    Record,
+    /// Record it and refuse every further call of the session.
+    Suspend,
+}
+
+impl OnTamper {
+    /// The name as in designations.toml.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnTamper::Record => "record",
+            OnTamper::Suspend => "suspend",
+        }
+    }
+}
+
+/// The protected paths of a designation that does not list its own: the usual homes of
+/// evaluation criteria (tests, evals, benchmarks) and airlock's own workspace state.
+pub const DEFAULT_PROTECTED: [&str; 4] = ["tests", "eval", "benchmarks", ".airlock"];
+
+/// The category every designation must gate behind a human (or deny).
+pub const DEPLOY_CATEGORY: &str = "deploy";
+
+/// The category a designation with `network = false` may not allow.
+pub const NETWORK_CATEGORY: &str = "network";
+
 /// A designation: the security designation of a calling agent, as category rules.
 ///
 /// Built only by `compile` from a validated designations.toml: every category it lists is
-/// known and listed once.
+/// known and listed once, every required attribute is on an allowed or approved category,
+/// `deploy` is never allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Designation {
     name: String,
     justification: String,
     /// Category -> what this designation does with it. An unlisted category is `Deny`.
     rules: BTreeMap<String, Decision>,
+    /// Category -> the caller attribute without which it is `Deny`.
+    require_attribute: BTreeMap<String, String>,
+    /// False: tools with network entries or the network category are denied.
+    network: bool,
+    /// Workspace-relative paths no call may change.
+    protected: Vec<WorkspacePath>,
+    audit_arguments: AuditArguments,
+    on_tamper: OnTamper,
+}
+
+/// The parts of a designation beyond its category lists (compile fills them in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DesignationExtras {
+    pub require_attribute: BTreeMap<String, String>,
+    pub network: bool,
+    pub protected: Vec<WorkspacePath>,
+    pub audit_arguments: AuditArguments,
+    pub on_tamper: OnTamper,
+}
+
+impl Default for DesignationExtras {
+    /// No attribute required, network by category, the default protected paths, redacted
+    /// arguments, tampering recorded.
+    fn default() -> Self {
+        DesignationExtras {
+            require_attribute: BTreeMap::new(),
+            network: true,
+            protected: DEFAULT_PROTECTED.iter().filter_map(|p| WorkspacePath::parse(p).ok()).collect(),
+            audit_arguments: AuditArguments::Redacted,
+            on_tamper: OnTamper::Record,
+        }
+    }
 }
 
 /// Why a designation decided what it did for a set of categories.
@@ -63,18 +141,35 @@ pub struct CategoryVerdict {
     /// The strictest decision over the categories.
     pub decision: Decision,
     /// The category that decided (the first with the strictest decision); `None` only for
-    /// an empty set of categories.
+    /// an empty set of categories or a network denial.
     pub category: Option<String>,
     /// One line per category: `"read": allow`.
     pub per_category: Vec<String>,
     /// A sentence naming the file and rule that decided.
     pub rule: String,
+    /// The rule that decided, as a key: `designations.high-cyber.deny[security-testing]
+    /// (caller lacks attribute trusted_access)`.
+    pub decided_by: String,
 }
 
 impl Designation {
     /// A designation from its validated parts.
-    pub(crate) fn new(name: String, justification: String, rules: BTreeMap<String, Decision>) -> Self {
-        Designation { name, justification, rules }
+    pub(crate) fn new(
+        name: String,
+        justification: String,
+        rules: BTreeMap<String, Decision>,
+        extras: DesignationExtras,
+    ) -> Self {
+        Designation {
+            name,
+            justification,
+            rules,
+            require_attribute: extras.require_attribute,
+            network: extras.network,
+            protected: extras.protected,
+            audit_arguments: extras.audit_arguments,
+            on_tamper: extras.on_tamper,
+        }
     }
 
     /// The designation's name.
@@ -98,49 +193,126 @@ impl Designation {
         self.rules.iter().filter(|(_, d)| **d == decision).map(|(c, _)| c.as_str()).collect()
     }
 
-    /// Decides a tool with these categories: the strictest rule over them, an unlisted
-    /// category being `Deny`, no category at all being `Deny`.
+    /// The attribute a caller needs for `category`, if one is required.
+    pub fn required_attribute(&self, category: &str) -> Option<&str> {
+        self.require_attribute.get(category).map(String::as_str)
+    }
+
+    /// Whether any network is allowed at all.
+    pub fn network_allowed(&self) -> bool {
+        self.network
+    }
+
+    /// The workspace-relative paths no call of this designation may change.
+    pub fn protected(&self) -> &[WorkspacePath] {
+        &self.protected
+    }
+
+    /// How this designation's calls have their arguments audited.
+    pub fn audit_arguments(&self) -> AuditArguments {
+        self.audit_arguments
+    }
+
+    /// What a session does after a call changed a protected path.
+    pub fn on_tamper(&self) -> OnTamper {
+        self.on_tamper
+    }
+
+    /// Decides a tool with these categories for a caller without attributes, the tool
+    /// having no network entries: see [`Designation::decide_for`].
     pub fn decide<S: AsRef<str>>(&self, categories: &[S]) -> CategoryVerdict {
+        self.decide_for(categories, &[] as &[&str], false)
+    }
+
+    /// Decides a tool with these categories (and `network` entries when `has_network`) for
+    /// a caller carrying `attributes`: the strictest rule over the categories, an unlisted
+    /// category being `Deny`, a category whose required attribute the caller lacks being
+    /// `Deny`, no category at all being `Deny`; with `network = false`, a tool with network
+    /// entries is `Deny` whatever its categories.
+    pub fn decide_for<S: AsRef<str>, A: AsRef<str>>(
+        &self,
+        categories: &[S],
+        attributes: &[A],
+        has_network: bool,
+    ) -> CategoryVerdict {
+        let name = &self.name;
+        let has = |attribute: &str| attributes.iter().any(|a| a.as_ref() == attribute);
         let mut decision = None;
-        let mut deciding: Option<&str> = None;
+        let mut deciding: Option<(&str, Option<Decision>, Option<&str>)> = None;
         let mut per_category = Vec::new();
         for category in categories {
             let category = category.as_ref();
             let rule = self.rule_for(category);
-            let this = rule.unwrap_or(Decision::Deny);
-            per_category.push(match rule {
-                Some(d) => format!("category \"{category}\": {d} (designation \"{}\")", self.name),
-                None => format!("category \"{category}\": deny (designation \"{}\" does not list it)", self.name),
+            let missing = self.required_attribute(category).filter(|a| !has(a));
+            let this = if missing.is_some() { Decision::Deny } else { rule.unwrap_or(Decision::Deny) };
+            per_category.push(match (rule, missing) {
+                (Some(_), Some(a)) => {
+                    format!("category \"{category}\": deny (designation \"{name}\" requires caller attribute {a})")
+                }
+                (Some(d), None) => format!("category \"{category}\": {d} (designation \"{name}\")"),
+                (None, _) => format!("category \"{category}\": deny (designation \"{name}\" does not list it)"),
             });
             if decision.is_none_or(|d| this > d) {
                 decision = Some(this);
-                deciding = Some(category);
+                deciding = Some((category, rule, missing));
             }
         }
-        let name = &self.name;
+        if has_network && !self.network {
+            per_category.push(format!("the tool has network entries: deny (designation \"{name}\": network = false)"));
+            return CategoryVerdict {
+                decision: Decision::Deny,
+                category: None,
+                per_category,
+                rule: format!("designations.toml: designation \"{name}\" allows no network (network = false)"),
+                decided_by: format!("designations.{name}.network = false (the tool has network entries)"),
+            };
+        }
         let decision = decision.unwrap_or(Decision::Deny);
-        let rule = match (deciding, deciding.and_then(|c| self.rule_for(c))) {
-            (None, _) => format!(
-                "designations.toml: designation \"{name}\" cannot decide a tool with no categories (no match is deny)"
-            ),
-            (Some(c), None) => {
-                format!("designations.toml: designation \"{name}\" does not list category \"{c}\" (unlisted is deny)")
-            }
-            (Some(c), Some(Decision::Deny)) => {
-                format!("designations.toml: designation \"{name}\" denies category \"{c}\"")
-            }
-            (Some(c), Some(Decision::NeedsApproval)) => format!(
-                "designations.toml: designation \"{name}\" lists category \"{c}\" under approve (a human must approve)"
-            ),
-            (Some(_), Some(Decision::Allow)) => {
-                let all: Vec<&str> = categories.iter().map(|c| c.as_ref()).collect();
+        let (rule, decided_by) = match deciding {
+            None => (
                 format!(
-                    "designations.toml: designation \"{name}\" allows every category of the tool ({})",
-                    all.join(", ")
+                    "designations.toml: designation \"{name}\" cannot decide a tool with no categories (no match is deny)"
+                ),
+                format!("designations.{name} (the tool has no categories: deny)"),
+            ),
+            Some((c, Some(_), Some(a))) => (
+                format!(
+                    "designations.toml: designation \"{name}\" denies category \"{c}\" to callers without attribute {a}"
+                ),
+                format!("designations.{name}.deny[{c}] (caller lacks attribute {a})"),
+            ),
+            Some((c, None, _)) => (
+                format!("designations.toml: designation \"{name}\" does not list category \"{c}\" (unlisted is deny)"),
+                format!("designations.{name} (category {c} not listed: deny)"),
+            ),
+            Some((c, Some(Decision::Deny), _)) => (
+                format!("designations.toml: designation \"{name}\" denies category \"{c}\""),
+                format!("designations.{name}.deny[{c}]"),
+            ),
+            Some((c, Some(Decision::NeedsApproval), _)) => (
+                format!(
+                    "designations.toml: designation \"{name}\" lists category \"{c}\" under approve (a human must approve)"
+                ),
+                format!("designations.{name}.approve[{c}]{}", self.attribute_note(c)),
+            ),
+            Some((_, Some(Decision::Allow), _)) => {
+                let all: Vec<&str> = categories.iter().map(|c| c.as_ref()).collect();
+                let notes: String = all.iter().map(|c| self.attribute_note(c)).collect();
+                (
+                    format!(
+                        "designations.toml: designation \"{name}\" allows every category of the tool ({})",
+                        all.join(", ")
+                    ),
+                    format!("designations.{name}.allow[{}]{notes}", all.join(", ")),
                 )
             }
         };
-        CategoryVerdict { decision, category: deciding.map(str::to_string), per_category, rule }
+        CategoryVerdict { decision, category: deciding.map(|(c, _, _)| c.to_string()), per_category, rule, decided_by }
+    }
+
+    /// ` (caller has attribute A)` when `category` requires one (the caller had it).
+    fn attribute_note(&self, category: &str) -> String {
+        self.required_attribute(category).map(|a| format!(" (caller has attribute {a})")).unwrap_or_default()
     }
 }
 
@@ -158,7 +330,7 @@ mod tests {
         .into_iter()
         .map(|(c, d)| (c.to_string(), d))
         .collect();
-        Designation::new("standard".into(), "j".into(), rules)
+        Designation::new("standard".into(), "j".into(), rules, DesignationExtras::default())
     }
 
     #[test]

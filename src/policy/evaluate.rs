@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    Caller, Decision, Grant, PolicySet, Program,
+    AuditArguments, Caller, Decision, Grant, OnTamper, PolicySet, Program,
     error::list_or_none,
     grant::{canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts, resolve_protected},
 };
@@ -28,6 +28,10 @@ pub struct Evaluation {
     pub decision: Decision,
     /// One sentence naming the file and rule that decided.
     pub rule: String,
+    /// The rule that decided, as a key into the policy files:
+    /// `designations.high-cyber.deny[security-testing] (caller lacks attribute trusted_access)`,
+    /// `designations.standard.approve[deploy]`, `tools/jq.toml [input]`.
+    pub decided_by: String,
     /// Everything else worth knowing: each category's rule, schema errors, grants left out.
     pub reasons: Vec<String>,
     /// Who asked, as resolved.
@@ -41,6 +45,16 @@ pub struct Evaluation {
     pub policy_digest: String,
     /// The resolved capabilities; present unless the decision is `Deny`.
     pub grant: Option<Grant>,
+    /// The protected paths of the call, relative to the workspace: the designation's (or
+    /// [`super::DEFAULT_PROTECTED`]) and the tool's `files.protected`, whether they exist
+    /// or not (creating one is a change too). The runtime digests them around every call
+    /// that can write.
+    pub protected: Vec<String>,
+    /// The designation's `on_tamper`: what a session does after a call changed a
+    /// protected path.
+    pub on_tamper: OnTamper,
+    /// The designation's `audit_arguments`.
+    pub audit_arguments: AuditArguments,
 }
 
 /// The caller as evaluation saw it.
@@ -89,6 +103,7 @@ impl Evaluation {
     /// Turns this evaluation into a denial: `rule` decided, `reasons` are added, no grant.
     fn deny(mut self, rule: String, reasons: impl IntoIterator<Item = String>) -> Evaluation {
         self.decision = Decision::Deny;
+        self.decided_by = rule.split(':').next().unwrap_or_default().to_string();
         self.rule = rule;
         self.reasons.extend(reasons);
         self.grant = None;
@@ -104,6 +119,7 @@ impl PolicySet {
         let evaluation = Evaluation {
             decision: Decision::Deny,
             rule: String::new(),
+            decided_by: String::new(),
             reasons: Vec::new(),
             caller: EvaluatedCaller {
                 name: caller.to_string(),
@@ -116,6 +132,9 @@ impl PolicySet {
             tool_sha256: None,
             policy_digest: self.digest.clone(),
             grant: None,
+            protected: Vec::new(),
+            on_tamper: OnTamper::default(),
+            audit_arguments: AuditArguments::default(),
         };
         self.evaluate_into(evaluation, caller, tool, arguments, workspace)
     }
@@ -160,13 +179,25 @@ impl PolicySet {
         };
         evaluation.tool_sha256 = tool_policy.sha256().map(str::to_string);
 
-        let verdict = designation.decide(tool_policy.categories());
+        evaluation.on_tamper = designation.on_tamper();
+        evaluation.audit_arguments = designation.audit_arguments();
+        let verdict =
+            designation.decide_for(tool_policy.categories(), &resolved.attributes, !tool_policy.network().is_empty());
         evaluation.decision = verdict.decision;
         evaluation.rule = verdict.rule;
+        evaluation.decided_by = verdict.decided_by;
         evaluation.reasons.extend(verdict.per_category);
         if verdict.decision == Decision::Deny {
             return evaluation;
         }
+        let mut protected_files = tool_policy.files().clone();
+        protected_files.protected = designation.protected().to_vec();
+        for path in &tool_policy.files().protected {
+            if !protected_files.protected.contains(path) {
+                protected_files.protected.push(path.clone());
+            }
+        }
+        evaluation.protected = protected_files.protected.iter().map(|p| p.as_str().to_string()).collect();
 
         let file = tool_policy.file();
         let arguments = match tool_policy.check_arguments(arguments) {
@@ -205,7 +236,7 @@ impl PolicySet {
                 return evaluation.deny(rule, [error.to_string()]);
             }
         };
-        let protected = match resolve_protected(tool_policy.files(), &workspace) {
+        let protected = match resolve_protected(&protected_files, &workspace) {
             Ok(protected) => protected,
             Err(error) => {
                 let rule = format!("{file}: a files.protected path resolves outside the workspace");
@@ -233,9 +264,7 @@ impl PolicySet {
         grant.mounts = mounts.mounts;
         grant.protected = protected.mounts;
         grant.jail = tool_policy.jail().clone();
-        if is_process {
-            grant.workspace = Some(workspace);
-        }
+        grant.workspace = Some(workspace);
         grant.env = env;
         grant.network = tool_policy.network().to_vec();
         grant.limits = tool_policy.limits().clone();
@@ -246,13 +275,18 @@ impl PolicySet {
     /// The tools `caller` may call or ask approval for (every tool whose decision for it
     /// is not `Deny`), by name. Empty for a caller that is refused.
     pub fn tools_for(&self, caller: &str) -> Vec<ToolInfo> {
-        let Some(designation) = self.resolve_caller(caller).and_then(|c| self.designations.get(&c.designation)) else {
+        let Some(resolved) = self.resolve_caller(caller) else {
+            return Vec::new();
+        };
+        let Some(designation) = self.designations.get(&resolved.designation) else {
             return Vec::new();
         };
         self.tools
             .values()
             .filter_map(|tool| {
-                let decision = designation.decide(tool.categories()).decision;
+                let decision = designation
+                    .decide_for(tool.categories(), &resolved.attributes, !tool.network().is_empty())
+                    .decision;
                 (decision != Decision::Deny).then(|| ToolInfo {
                     name: tool.name().to_string(),
                     description: tool.description().to_string(),

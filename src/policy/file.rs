@@ -14,7 +14,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{audit::Fsync, policy::Decision};
+use crate::{
+    audit::Fsync,
+    policy::{AuditArguments, Decision, OnTamper},
+};
 
 /// One tool: `policies/tools/NAME.toml`.
 ///
@@ -138,8 +141,8 @@ pub(crate) struct FilesFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub write: Vec<Spanned<String>>,
-    /// Process tools: files or directories in the workspace that stay read-only even inside
-    /// a writable directory (tests, graders), relative to the workspace.
+    /// Files or directories in the workspace that stay read-only even inside a writable
+    /// directory (tests, graders), relative to the workspace; added to the designation's.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub protected: Vec<Spanned<String>>,
@@ -254,15 +257,40 @@ pub(crate) struct DesignationFile {
     pub approve: Vec<Spanned<String>>,
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+    /// Category -> the caller attribute it needs: without it the category is denied; with
+    /// it, `allow` / `approve` decide as listed.
+    #[serde(default)]
+    pub require_attribute: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Paths relative to every workspace that no tool call may change (merged with each
+    /// tool's `files.protected`). Absent: [`crate::policy::DEFAULT_PROTECTED`].
+    #[serde(default)]
+    pub protected: Option<Vec<Spanned<String>>>,
+    /// `false`: no tool with `network` entries or the `network` category may run.
+    #[serde(default)]
+    pub network: Option<Spanned<bool>>,
+    /// `full`: every call's arguments are audited unredacted; `redacted` (default): the
+    /// audit.toml redaction applies.
+    #[serde(default)]
+    pub audit_arguments: Option<AuditArguments>,
+    /// What a session does after a call changed a protected path: `record` (default) or
+    /// `suspend` (refuse further calls).
+    #[serde(default)]
+    pub on_tamper: Option<OnTamper>,
     #[serde(default)]
     pub examples: Vec<Spanned<DesignationExampleFile>>,
 }
 
-/// A designation example: a tool with these categories must get `expect`.
+/// A designation example: a tool with these categories (and, optionally, network entries,
+/// called by a caller with these attributes) must get `expect`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DesignationExampleFile {
     pub categories: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// The tool has `network` entries.
+    #[serde(default)]
+    pub network: bool,
     pub expect: Decision,
 }
 
@@ -284,8 +312,9 @@ pub(crate) struct CallerFile {
     pub designation: Spanned<String>,
     #[serde(default)]
     pub uids: Vec<Spanned<u32>>,
+    /// Attributes rules can require (designations.toml `require_attribute`).
     #[serde(default)]
-    pub attributes: Vec<String>,
+    pub attributes: Vec<Spanned<String>>,
     #[serde(default)]
     pub admin: bool,
 }

@@ -439,7 +439,9 @@ fn approval_params<T: serde::de::DeserializeOwned>(params: Map<String, Value>) -
 
 /// Whether `caller` may see `tool` (its designation does not deny it).
 fn visible(policies: &PolicySet, caller: &Caller, tool: &ToolPolicy) -> bool {
-    policies.designation(&caller.designation).is_some_and(|d| d.decide(tool.categories()).decision != Decision::Deny)
+    policies.designation(&caller.designation).is_some_and(|d| {
+        d.decide_for(tool.categories(), &caller.attributes, !tool.network().is_empty()).decision != Decision::Deny
+    })
 }
 
 /// One `tools/list` entry, with annotations derived from the risk categories.
@@ -483,6 +485,10 @@ pub fn call_result(outcome: &CallOutcome) -> Value {
         Status::LimitExceeded { limit } => note(format!("[airlock: stopped: the {} limit was exceeded]", limit.name())),
         Status::Trapped { trap } => note(format!("[airlock: the tool trapped: {trap}]")),
         Status::Cancelled => note("[airlock: the call was cancelled]".into()),
+        Status::Tampered { changed, .. } => note(format!(
+            "[airlock: tampered: protected paths changed: {}; the result is not trusted]",
+            changed.join("; ")
+        )),
         Status::NeedsApproval { approval_id, expires_at } => note(format!(
             "[airlock: this call needs a human's approval: pending approval {approval_id} (expires {expires_at}); \
              once it is approved, make the same call again]"

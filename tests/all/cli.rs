@@ -631,7 +631,16 @@ fn policy_explain_prints_decision_rule_and_grant_without_running_anything() {
     let explained = ran.json();
     assert_eq!(explained["decision"], "deny");
     assert!(explained["rule"].as_str().unwrap().contains("does not list category \"write\""), "{explained}");
+    assert_eq!(explained["decided_by"], "designations.restricted (category write not listed: deny)");
     assert_eq!(explained["grant"], Value::Null);
+
+    // The preset rule that decided, for the high-cyber presets.
+    let ran = explain("apply-patch", "cyber-agent", r#"{"patch": "x"}"#);
+    let explained = ran.json();
+    assert_eq!(explained["decision"], "allow", "{explained}");
+    assert_eq!(explained["decided_by"], "designations.high-cyber.allow[write]");
+    assert_eq!(explained["on_tamper"], "suspend");
+    assert_eq!(explained["audit_arguments"], "full");
 
     assert!(!scene.audit().exists(), "explain must not run or audit anything");
 }

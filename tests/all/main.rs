@@ -8,6 +8,7 @@ mod common;
 mod approvals;
 mod audit;
 mod cli;
+mod guard;
 mod guest_tools;
 mod jail;
 mod policy;

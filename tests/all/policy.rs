@@ -131,7 +131,7 @@ fn shipped_policy_loads_with_an_empty_tools_dir() {
     let policy = PolicyDir::new().load();
     assert_eq!(policy.tools().count(), 0);
     let designations: Vec<&str> = policy.designations().map(|d| d.name()).collect();
-    assert_eq!(designations, ["elevated", "restricted", "standard"]);
+    assert_eq!(designations, ["elevated", "high-cyber", "restricted", "standard"]);
     assert_eq!(policy.categories().len(), 8);
     assert_eq!(policy.default_designation(), Some("restricted"));
     assert_eq!(policy.audit_settings().fsync, airlock::audit::Fsync::Batch);
@@ -248,7 +248,7 @@ fn malformed_unknown_designation_in_callers() {
         "callers.toml",
         4,
         "designation \"superuser\" is not declared",
-        "elevated, restricted, standard",
+        "elevated, high-cyber, restricted, standard",
     );
 }
 
@@ -928,4 +928,153 @@ fn tool_file_schema_is_a_json_schema_of_the_tool_file() {
     let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     assert!(!validator.is_valid(&json!({"name": "x", "colour": "red"})));
+}
+
+// ---------------------------------------------------------------------------------------
+// Designation presets: the decision table (designation x category x attribute), and the
+// rules a preset cannot break.
+
+/// Every shipped preset against every category, with and without `trusted_access`.
+#[test]
+fn preset_decision_table_designation_x_category_x_attribute() {
+    use Decision::{Allow, Deny, NeedsApproval as Approve};
+    let policy = PolicyDir::new().load();
+    let categories = ["read", "write", "exec", "network", "deploy", "secrets", "security-testing", "training"];
+    #[rustfmt::skip]
+    let table: [(&str, &[&str], [Decision; 8]); 8] = [
+        //                                   read   write  exec   network  deploy   secrets sec-test training
+        ("standard",   &[],                 [Allow, Allow, Allow, Approve, Approve, Deny, Deny,    Deny]),
+        ("standard",   &["trusted_access"], [Allow, Allow, Allow, Approve, Approve, Deny, Deny,    Deny]),
+        ("elevated",   &[],                 [Allow, Allow, Allow, Allow,   Approve, Deny, Approve, Allow]),
+        ("elevated",   &["trusted_access"], [Allow, Allow, Allow, Allow,   Approve, Deny, Approve, Allow]),
+        ("high-cyber", &[],                 [Allow, Allow, Allow, Deny,    Approve, Deny, Deny,    Deny]),
+        ("high-cyber", &["trusted_access"], [Allow, Allow, Allow, Deny,    Approve, Deny, Allow,   Deny]),
+        ("restricted", &[],                 [Allow, Deny,  Deny,  Deny,    Deny,    Deny, Deny,    Deny]),
+        ("restricted", &["trusted_access"], [Allow, Deny,  Deny,  Deny,    Deny,    Deny, Deny,    Deny]),
+    ];
+    for (name, attributes, expected) in table {
+        let designation = policy.designation(name).unwrap();
+        for (category, want) in categories.iter().zip(expected) {
+            let got = designation.decide_for(&[*category], attributes, false).decision;
+            assert_eq!(got, want, "{name} x {category} x {attributes:?}");
+        }
+    }
+    // Network entries: denied outright where network = false, whatever the categories.
+    for (name, want) in [("standard", Allow), ("elevated", Allow), ("high-cyber", Deny), ("restricted", Deny)] {
+        let got = policy.designation(name).unwrap().decide_for(&["read"], &["trusted_access"], true).decision;
+        assert_eq!(got, want, "{name} with network entries");
+    }
+}
+
+#[test]
+fn every_preset_gates_deploy_and_declares_its_guardrails() {
+    let policy = PolicyDir::new().load();
+    for designation in policy.designations() {
+        assert_ne!(designation.rule_for("deploy"), Some(Decision::Allow), "{}", designation.name());
+        assert!(designation.protected().iter().any(|p| p.as_str() == "tests"), "{}", designation.name());
+    }
+    let cyber = policy.designation("high-cyber").unwrap();
+    assert!(!cyber.network_allowed());
+    assert_eq!(cyber.audit_arguments(), airlock::policy::AuditArguments::Full);
+    assert_eq!(cyber.on_tamper(), airlock::policy::OnTamper::Suspend);
+    assert_eq!(cyber.required_attribute("security-testing"), Some("trusted_access"));
+    assert_eq!(policy.designation("standard").unwrap().on_tamper(), airlock::policy::OnTamper::Record);
+}
+
+#[test]
+fn explain_names_the_preset_rule_that_decided() {
+    let policy = PolicyDir::new();
+    policy.tool("scanner", &tool_text("scanner", &["read", "security-testing"], ""));
+    policy.tool("ship", &tool_text("ship", &["deploy"], ""));
+    policy.tool(
+        "fetch",
+        &tool_text("fetch", &["read"], "").replace("[backend]", "network = [\"pypi.org:443\"]\n\n[backend]"),
+    );
+    let policy = policy.load();
+    let ws = workspace();
+    let e = evaluate(&policy, "cyber-agent", "scanner", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::Deny);
+    assert_eq!(e.decided_by, "designations.high-cyber.deny[security-testing] (caller lacks attribute trusted_access)");
+    let e = evaluate(&policy, "red-team", "scanner", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::Allow, "{e:?}");
+    assert_eq!(
+        e.decided_by,
+        "designations.high-cyber.allow[read, security-testing] (caller has attribute trusted_access)"
+    );
+    assert_eq!(e.on_tamper, airlock::policy::OnTamper::Suspend);
+    assert_eq!(e.protected, ["tests", "eval", "benchmarks", ".airlock"]);
+    let e = evaluate(&policy, "red-team", "ship", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::NeedsApproval);
+    assert_eq!(e.decided_by, "designations.high-cyber.approve[deploy]");
+    let e = evaluate(&policy, "red-team", "fetch", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::Deny);
+    assert_eq!(e.decided_by, "designations.high-cyber.network = false (the tool has network entries)");
+    let e = evaluate(&policy, "agent", "fetch", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(e.decided_by, "designations.standard.allow[read]");
+    let e = evaluate(&policy, "agent", "nope", json!({}), ws.path());
+    assert_eq!(e.decided_by, "tools/");
+}
+
+#[test]
+fn malformed_designation_that_allows_deploy_is_refused() {
+    let policy = PolicyDir::new();
+    let text = shipped("designations.toml").replace(
+        "allow = [\"read\", \"write\", \"exec\"]\napprove = [\"deploy\", \"network\"]",
+        "allow = [\"read\", \"write\", \"exec\", \"deploy\"]\napprove = [\"network\"]",
+    );
+    policy.write("designations.toml", &text);
+    let errors = policy.load_errors();
+    let line = line_of(&text, "allow = [\"read\", \"write\", \"exec\", \"deploy\"]");
+    assert_error(&errors, "designations.toml", line, "allows category \"deploy\"", "move deploy to `approve`");
+}
+
+#[test]
+fn malformed_attribute_on_a_denied_category_and_network_false_with_network_allowed() {
+    let policy = PolicyDir::new();
+    let text = shipped("designations.toml")
+        .replace("security-testing = \"trusted_access\"", "secrets = \"trusted_access\"")
+        .replace(
+            "allow = [\"read\", \"write\", \"exec\", \"network\", \"training\"]\napprove = [\"deploy\", \"security-testing\"]\ndeny = [\"secrets\"]\n",
+            "allow = [\"read\", \"write\", \"exec\", \"network\", \"training\"]\napprove = [\"deploy\", \"security-testing\"]\ndeny = [\"secrets\"]\nnetwork = false\n",
+        );
+    policy.write("designations.toml", &text);
+    let errors = policy.load_errors();
+    assert_error(
+        &errors,
+        "designations.toml",
+        line_of(&text, "secrets = \"trusted_access\""),
+        "requires an attribute for category \"secrets\"",
+        "list the category under `allow` or `approve`",
+    );
+    find(&errors, "designations.toml", "has network = false but lists category \"network\" under allow");
+}
+
+#[test]
+fn malformed_example_with_attributes_reports_the_mismatch() {
+    let policy = PolicyDir::new();
+    let text = shipped("designations.toml").replacen(
+        "categories = [\"security-testing\"]\nattributes = [\"trusted_access\"]\nexpect = \"allow\"",
+        "categories = [\"security-testing\"]\nattributes = [\"trusted_access\"]\nexpect = \"deny\"",
+        1,
+    );
+    policy.write("designations.toml", &text);
+    let errors = policy.load_errors();
+    find(&errors, "designations.toml", "attributes [trusted_access]): expected deny but got allow");
+}
+
+#[test]
+fn tool_protected_paths_merge_with_the_designation_ones_for_wasm_tools_too() {
+    let policy = PolicyDir::new();
+    policy.tool("t", &tool_text("t", &["read", "write"], "\n[files]\nwrite = [\".\"]\nprotected = [\"grader\"]\n"));
+    let policy = policy.load();
+    let ws = workspace();
+    fs::create_dir_all(ws.path().join("grader")).unwrap();
+    fs::create_dir_all(ws.path().join("tests")).unwrap();
+    let e = evaluate(&policy, "agent", "t", json!({}), ws.path());
+    assert_eq!(e.decision, Decision::Allow, "{e:?}");
+    assert_eq!(e.protected, ["tests", "eval", "benchmarks", ".airlock", "grader"]);
+    let grant = e.grant.unwrap();
+    let guests: Vec<&str> = grant.protected.iter().map(|m| m.guest.as_str()).collect();
+    assert_eq!(guests, ["tests", "grader"]);
 }

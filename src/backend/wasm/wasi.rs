@@ -3,15 +3,16 @@
 //! argv is the tool's name then the granted args; the environment is exactly the granted
 //! env (nothing inherited from the host); stdin is the granted bytes; stdout and stderr go
 //! to [`CappedOutput`] buffers; the preopens are the granted mounts, read-only or
-//! read-write; sockets exist only when the grant lists addresses, and then reach only
+//! read-write, split around the grant's protected paths so that none is writable
+//! ([`preopens`]); sockets exist only when the grant lists addresses, and then reach only
 //! those. This module must not read the host's environment, args or stdio.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc};
+use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe, sockets::SocketAddrUse};
 
 use super::{WasmError, output::CappedOutput};
-use crate::policy::Grant;
+use crate::policy::{Grant, Mount};
 
 /// The WASI context of one call and the two capture buffers the guest writes into.
 pub struct CallWasi {
@@ -42,15 +43,10 @@ pub async fn build(grant: &Grant) -> Result<CallWasi, WasmError> {
     builder.stdout(stdout.clone());
     builder.stderr(stderr.clone());
 
-    for mount in &grant.mounts {
-        let metadata = std::fs::metadata(&mount.host)
-            .map_err(|source| WasmError::OpenMount { host: mount.host.clone(), source })?;
-        if !metadata.is_dir() {
-            return Err(WasmError::MountNotDirectory { host: mount.host.clone() });
-        }
-        let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| WasmError::OpenMount {
-            host: mount.host.clone(),
+    for preopen in preopens(grant)? {
+        let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder.preopened_dir(&preopen.host, &preopen.guest, perms).map_err(|e| WasmError::OpenMount {
+            host: preopen.host.clone(),
             source: std::io::Error::other(format!("{e:#}")),
         })?;
     }
@@ -72,6 +68,65 @@ pub async fn build(grant: &Grant) -> Result<CallWasi, WasmError> {
     }
 
     Ok(CallWasi { ctx: builder.build_p1(), stdout, stderr })
+}
+
+/// The preopens of a call: the grant's mounts, with every writable one that holds a
+/// protected path split so that no writable preopen contains it.
+///
+/// A WASI preopen is one directory handle with one set of permissions for everything
+/// beneath it (a guest may open any path below it, whatever its libc does), so a writable
+/// workspace cannot have a read-only hole. Instead, a writable mount that is, or lies
+/// inside, a protected path is read-only; one that contains a protected path becomes a
+/// read-only preopen of itself plus, for each subdirectory, the same split again: the
+/// protected trees and the directories on the way to them are read-only, every other
+/// subdirectory is writable. The cost: files directly in a directory on the way to a
+/// protected path (the workspace root, when `tests` is protected) are read-only to wasm
+/// tools, and no entry can be created there.
+pub fn preopens(grant: &Grant) -> Result<Vec<Mount>, WasmError> {
+    let mut out = Vec::new();
+    for mount in &grant.mounts {
+        let metadata = std::fs::metadata(&mount.host)
+            .map_err(|source| WasmError::OpenMount { host: mount.host.clone(), source })?;
+        if !metadata.is_dir() {
+            return Err(WasmError::MountNotDirectory { host: mount.host.clone() });
+        }
+        if !mount.writable {
+            out.push(mount.clone());
+            continue;
+        }
+        split(&mount.host, &mount.guest, &grant.protected, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Preopens writable directory `host` (seen as `guest`), read-only where `protected`
+/// requires: see [`preopens`].
+fn split(host: &Path, guest: &str, protected: &[Mount], out: &mut Vec<Mount>) -> Result<(), WasmError> {
+    let covered = protected.iter().any(|p| host.starts_with(&p.host));
+    let holds = protected.iter().any(|p| p.host.starts_with(host));
+    if covered || !holds {
+        out.push(Mount { host: host.to_path_buf(), guest: guest.to_string(), writable: !covered });
+        return Ok(());
+    }
+    out.push(Mount { host: host.to_path_buf(), guest: guest.to_string(), writable: false });
+    let entries =
+        std::fs::read_dir(host).map_err(|source| WasmError::OpenMount { host: host.to_path_buf(), source })?;
+    let mut children = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| WasmError::OpenMount { host: host.to_path_buf(), source })?;
+        // Only real directories: a symlink stays reachable through the read-only parent.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
+            children.push(entry.file_name());
+        }
+    }
+    children.sort();
+    for name in children {
+        let name = name.to_string_lossy().into_owned();
+        let child_guest = if guest == "." { name.clone() } else { format!("{}/{name}", guest.trim_end_matches('/')) };
+        split(&host.join(&name), &child_guest, protected, out)?;
+    }
+    Ok(())
 }
 
 /// Resolves granted `host:port` entries to socket addresses.

@@ -1,0 +1,140 @@
+//! A thin, owned wrapper over the kernel's inotify: add a watch, drain events without
+//! blocking.
+//!
+//! Owns: the inotify descriptor and the parsing of its event records.
+//! Must not: decide what an event means (the tree state does) or block: the descriptor is
+//! non-blocking, and draining stops at the first `EAGAIN`.
+
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+};
+
+/// Every event that says something under a watch may have changed: content, metadata,
+/// entries created, removed or moved, the watched inode itself removed or moved.
+pub(super) const WATCH_MASK: u32 = libc::IN_MODIFY
+    | libc::IN_ATTRIB
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_DONT_FOLLOW;
+
+/// One event: the watch it came from and, for an event about a directory's entry, the
+/// entry's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Event {
+    pub wd: i32,
+    pub mask: u32,
+    pub name: Option<Vec<u8>>,
+}
+
+/// What draining the queue found.
+#[derive(Debug, Default)]
+pub(super) struct Drained {
+    pub events: Vec<Event>,
+    /// The kernel dropped events (`IN_Q_OVERFLOW`): nothing can be concluded from them.
+    pub overflow: bool,
+}
+
+/// An inotify instance.
+#[derive(Debug)]
+pub(super) struct Inotify {
+    fd: OwnedFd,
+}
+
+impl Inotify {
+    /// A new, non-blocking, close-on-exec instance.
+    pub fn new() -> io::Result<Inotify> {
+        // SAFETY: inotify_init1 takes only flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+        Ok(Inotify { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Watches `path` (not following a symlink at its end); returns the watch descriptor,
+    /// the same one for every path of the same inode.
+    pub fn add_watch(&self, path: &Path) -> io::Result<i32> {
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+        // SAFETY: the descriptor is a live inotify instance and `c_path` a valid C string
+        // that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), WATCH_MASK) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(wd)
+    }
+
+    /// Reads every queued event, without blocking.
+    pub fn drain(&self) -> io::Result<Drained> {
+        let mut drained = Drained::default();
+        // Aligned for `inotify_event`; room for many events per read.
+        let mut buffer = vec![0u64; 8192];
+        let header = std::mem::size_of::<libc::inotify_event>();
+        loop {
+            let bytes = buffer.len() * 8;
+            // SAFETY: the buffer is valid for `bytes` bytes of writes for the whole call.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buffer.as_mut_ptr().cast(), bytes) };
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(drained),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(error),
+                }
+            }
+            let n = n as usize;
+            if n == 0 {
+                return Ok(drained);
+            }
+            // SAFETY: viewing the initialised part of a u64 buffer as bytes.
+            let raw: &[u8] = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), n) };
+            let mut at = 0;
+            while at + header <= n {
+                // SAFETY: the kernel wrote a whole `inotify_event` header at `at` (records
+                // are never split across reads); read_unaligned makes no alignment claim.
+                let event: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(raw[at..].as_ptr().cast::<libc::inotify_event>()) };
+                let len = event.len as usize;
+                let name_bytes = raw.get(at + header..at + header + len).unwrap_or_default();
+                let name = name_bytes.split(|b| *b == 0).next().filter(|n| !n.is_empty()).map(<[u8]>::to_vec);
+                if event.mask & libc::IN_Q_OVERFLOW != 0 {
+                    drained.overflow = true;
+                } else {
+                    drained.events.push(Event { wd: event.wd, mask: event.mask, name });
+                }
+                at += header + len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_the_changed_entry_and_draining_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let inotify = Inotify::new().unwrap();
+        let wd = inotify.add_watch(dir.path()).unwrap();
+        assert!(inotify.drain().unwrap().events.is_empty());
+        std::fs::write(dir.path().join("x"), b"1").unwrap();
+        let drained = inotify.drain().unwrap();
+        assert!(!drained.overflow);
+        assert!(drained.events.iter().any(|e| e.wd == wd && e.name.as_deref() == Some(b"x".as_slice())));
+        assert!(inotify.drain().unwrap().events.is_empty());
+    }
+}
