@@ -4,6 +4,7 @@
 //! a read-only reviewer is denied by its designation, a wasm tool is stopped by its output
 //! limit, another cannot leave its preopen; a Python script runs in the process jail and
 //! reports that the host, the network and the rest of the workspace are out of its reach;
+//! an edit of the protected tests made behind airlock's back marks the next call tampered;
 //! a deployment waits for a human's approval bound to its exact arguments, then runs. Then
 //! the same runtime serves a Unix socket and an MCP client lists and calls tools over
 //! it. Last, the audit log's hash chain is verified.
@@ -72,7 +73,14 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         print!("{}", describe(&outcome));
     }
 
-    println!("\n== 6. approval: the agent asks to ship build/app-1.0.0.txt (release is `deploy`: a human decides)");
+    println!("\n== 6. tamper: between calls, something outside airlock edits tests/; the next call says so");
+    std::fs::write(workspace.join("tests/test_people.py"), "def test_people_are_deduplicated():\n    pass\n")?;
+    let outcome = runtime
+        .call(CallRequest::new("agent", "python", &workspace).arguments(json!({ "script": "analyze.py" })))
+        .await?;
+    print!("{}", describe(&outcome));
+
+    println!("\n== 7. approval: the agent asks to ship build/app-1.0.0.txt (release is `deploy`: a human decides)");
     let release =
         || CallRequest::new("agent", "release", &workspace).arguments(json!({ "artifact": "build/app-1.0.0.txt" }));
     let outcome = runtime.call(release()).await?;
@@ -89,7 +97,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     runtime.close().await?;
 
-    println!("\n== 7. socket: the runtime serves a Unix socket; a client lists and calls tools over JSON-RPC (MCP)");
+    println!("\n== 8. socket: the runtime serves a Unix socket; a client lists and calls tools over JSON-RPC (MCP)");
     let runtime = Runtime::builder(&policies).audit_path(&audit_path).approvals_dir(&approvals_dir).build()?;
     serve_and_call(runtime, &temp.path().join("airlock.sock"), &workspace).await?;
 
@@ -120,7 +128,7 @@ async fn serve_and_call(runtime: Runtime, socket: &Path, workspace: &Path) -> an
     session
 }
 
-/// One client connection of the demo's step 7.
+/// One client connection of the demo's step 8.
 async fn client_session(socket: &Path) -> anyhow::Result<()> {
     let mut client = AsyncClient::connect(socket).await?;
     client.set_timeout(Some(std::time::Duration::from_secs(60)));
@@ -232,6 +240,10 @@ fn describe(outcome: &CallOutcome) -> String {
         Status::Denied { reason } => format!("denied: {reason}"),
         Status::LimitExceeded { limit } => format!("limit-exceeded: {}", limit.name()),
         Status::Trapped { trap } => format!("trapped: {trap}"),
+        Status::Tampered { changed, ran, .. } => {
+            let ran = if *ran { "the tool ran" } else { "the tool did not run" };
+            format!("tampered ({ran}); changed: {}", changed.join(", "))
+        }
         Status::NeedsApproval { approval_id, expires_at } => {
             format!("needs-approval: pending approval {approval_id}, expires {expires_at}")
         }

@@ -791,7 +791,7 @@ fn demo_goes_through_every_layer_and_leaves_an_intact_log() {
     let ran = scene.airlock(&["demo"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let sections: Vec<&str> = ran.stdout.split("\n== ").collect();
-    assert_eq!(sections.len(), 9, "{}", ran.stdout);
+    assert_eq!(sections.len(), 10, "{}", ran.stdout);
     assert!(sections[1].starts_with("1. allowed") && sections[1].contains("\nstatus: ok\n"), "{}", sections[1]);
     assert!(sections[1].contains(r#""rows_in":7,"kept":3,"duplicates":2,"malformed":2"#), "{}", sections[1]);
     assert!(sections[2].starts_with("2. denied") && sections[2].contains("\nstatus: denied: "), "{}", sections[2]);
@@ -807,21 +807,28 @@ fn demo_goes_through_every_layer_and_leaves_an_intact_log() {
     assert_eq!(jail.matches("  | blocked: ").count(), 4, "{jail}");
     assert!(!jail.contains("NOT BLOCKED"), "{jail}");
     assert!(jail.contains("/proc shows 1 process(es); this script is pid 1"), "{jail}");
+    // An edit of the protected tests made behind airlock's back: the next call is tampered.
+    let tamper = sections[6];
+    assert!(tamper.starts_with("6. tamper"), "{tamper}");
+    assert!(
+        tamper.contains("\nstatus: tampered (the tool did not run); changed: tests/test_people.py (modified)\n"),
+        "{tamper}"
+    );
     // Approval: pending, approved once, ran; other arguments need their own approval.
-    let approval = sections[6];
-    assert!(approval.starts_with("6. approval"), "{approval}");
+    let approval = sections[7];
+    assert!(approval.starts_with("7. approval"), "{approval}");
     assert_eq!(approval.matches("\nstatus: needs-approval: pending approval ").count(), 2, "{approval}");
     assert!(approval.contains("\nstatus: ok\n") && approval.contains("dist/ now holds: app-1.0.0.txt\n"), "{approval}");
     // The socket: the peer's uid decides the caller; a read tool runs, a write tool is denied.
-    let socket = sections[7];
-    assert!(socket.starts_with("7. socket") && socket.contains(r#"designation "restricted""#), "{socket}");
+    let socket = sections[8];
+    assert!(socket.starts_with("8. socket") && socket.contains(r#"designation "restricted""#), "{socket}");
     assert!(socket.contains("tools/list: git-diff, git-status, grep, jq, sha256sum, sha256sum-p2, wc\n"), "{socket}");
     assert!(socket.contains(r#"tools/call sha256sum: isError false, status "ok""#), "{socket}");
     assert!(socket.contains(r#"tools/call apply-patch: isError true, status "denied""#), "{socket}");
     assert!(
-        sections[8].starts_with("audit verify ") && sections[8].contains("\nintact: 10 records"),
+        sections[9].starts_with("audit verify ") && sections[9].contains("\nintact: 11 records"),
         "{}",
-        sections[8]
+        sections[9]
     );
     assert!(!scene.audit().exists(), "the demo keeps its own audit log in its temp dir");
 }
