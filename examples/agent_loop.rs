@@ -82,6 +82,9 @@ fn print_outcome(outcome: &CallOutcome) {
         Status::NeedsApproval { approval_id, expires_at } => {
             println!("waiting for a human: approval {approval_id}, until {expires_at}; make the same call again later")
         }
+        Status::Tampered { changed, .. } => {
+            println!("tampered: protected paths changed ({}); the result does not count", changed.join("; "))
+        }
     }
     println!(
         "  audit record #{}, {} us, fuel {}",
