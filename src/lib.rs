@@ -31,6 +31,7 @@ pub mod outcome;
 pub mod policy;
 pub mod runtime;
 pub mod service;
+pub mod session;
 
 pub use error::{Error, Result};
 pub use outcome::{CallOutcome, CallRequest, CapturedOutput, Limit, Status, Usage};

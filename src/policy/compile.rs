@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::{
-    AuditSettings, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
+    AuditSettings, Budgets, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
     error::{PolicyError, PolicyErrors, SourceFile, list_or_none, whole_file_error},
-    file::{AuditFile, CallersFile, DesignationsFile, ToolFile},
+    file::{AuditFile, BudgetsFile, CallersFile, DesignationsFile, ToolFile},
     grant::{EnvGrants, FileGrants, HostPath, JailGrant, Layer, Limits, Program, SeccompGrant, WorkspacePath},
     invoke::{ArgTemplate, Invocation, StdinTemplate},
 };
@@ -385,7 +385,8 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
             name_str.clone(),
             body.justification.get_ref().clone(),
             rules.into_iter().map(|(c, (d, _))| (c, d)).collect(),
-        );
+        )
+        .with_budgets(compile_budgets(source, name_str, body.budgets.as_ref(), errors));
         for (index, example) in body.examples.iter().enumerate() {
             let example_body = example.get_ref();
             let mut example_ok = true;
@@ -422,6 +423,53 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
         designations.insert(name_str.clone(), compiled);
     }
     Some(DesignationTable { categories, designations })
+}
+
+/// `[designations.NAME.budgets]`, validated: counts above zero, seconds finite and above
+/// zero. A bad value is reported and left out.
+fn compile_budgets(
+    source: &SourceFile,
+    designation: &str,
+    budgets: Option<&Spanned<BudgetsFile>>,
+    errors: &mut Vec<PolicyError>,
+) -> Budgets {
+    let Some(budgets) = budgets else {
+        return Budgets::default();
+    };
+    let file = budgets.get_ref();
+    let mut count = |key: &str, value: &Option<Spanned<i64>>| -> Option<u64> {
+        let value = value.as_ref()?;
+        match u64::try_from(*value.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push(source.error_at(
+                    value.span(),
+                    format!("designation \"{designation}\": budget `{key}` is {}, not a count above zero", value.get_ref()),
+                    format!("give `{key}` a whole number above zero, or leave it out for no budget"),
+                ));
+                None
+            }
+        }
+    };
+    let calls_per_minute = count("calls_per_minute", &file.calls_per_minute);
+    let output_bytes = count("output_bytes", &file.output_bytes);
+    let denials_before_suspend = count("denials_before_suspend", &file.denials_before_suspend);
+    let mut seconds = |key: &str, value: &Option<Spanned<f64>>| -> Option<f64> {
+        let value = value.as_ref()?;
+        let n = *value.get_ref();
+        if n.is_finite() && n > 0.0 {
+            return Some(n);
+        }
+        errors.push(source.error_at(
+            value.span(),
+            format!("designation \"{designation}\": budget `{key}` is {n}, not a number of seconds above zero"),
+            format!("give `{key}` a number of seconds above zero (e.g. 600 or 0.5), or leave it out for no budget"),
+        ));
+        None
+    };
+    let cpu_seconds = seconds("cpu_seconds", &file.cpu_seconds);
+    let wall_seconds = seconds("wall_seconds", &file.wall_seconds);
+    Budgets { calls_per_minute, cpu_seconds, wall_seconds, output_bytes, denials_before_suspend }
 }
 
 fn compile_callers(

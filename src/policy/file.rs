@@ -256,6 +256,21 @@ pub(crate) struct DesignationFile {
     pub deny: Vec<Spanned<String>>,
     #[serde(default)]
     pub examples: Vec<Spanned<DesignationExampleFile>>,
+    /// Per-session budgets (`[designations.NAME.budgets]`); absent: none.
+    #[serde(default)]
+    pub budgets: Option<Spanned<BudgetsFile>>,
+}
+
+/// `[designations.NAME.budgets]`: what one session of a caller with this designation may
+/// spend. Every key is optional; an absent key is no budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetsFile {
+    pub calls_per_minute: Option<Spanned<i64>>,
+    pub cpu_seconds: Option<Spanned<f64>>,
+    pub wall_seconds: Option<Spanned<f64>>,
+    pub output_bytes: Option<Spanned<i64>>,
+    pub denials_before_suspend: Option<Spanned<i64>>,
 }
 
 /// A designation example: a tool with these categories must get `expect`.

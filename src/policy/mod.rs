@@ -21,7 +21,7 @@ mod file;
 mod grant;
 mod invoke;
 
-pub use decision::{CategoryVerdict, Decision, Designation};
+pub use decision::{Budgets, CategoryVerdict, Decision, Designation};
 pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
