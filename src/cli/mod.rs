@@ -19,6 +19,7 @@ mod mcp;
 mod policy;
 mod run;
 mod serve;
+mod sessions;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
@@ -93,6 +94,9 @@ enum Command {
     /// List, show, approve or deny the approvals calls are waiting for: through a running
     /// `airlock serve` (--socket), or on the approvals directory itself (--state-dir).
     Approvals(approvals::ApprovalsArgs),
+    /// List or show the sessions of a running `airlock serve`, and resume a suspended one
+    /// (admin callers only).
+    Sessions(sessions::SessionsArgs),
 }
 
 /// Where the policies are.
@@ -162,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => with_tokio(serve::serve(args)),
         Command::Mcp(args) => mcp::mcp(args),
         Command::Approvals(args) => approvals::approvals(args),
+        Command::Sessions(args) => sessions::sessions(args),
     };
     match result {
         Ok(code) => code,
