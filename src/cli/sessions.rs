@@ -53,9 +53,8 @@ pub fn sessions(args: SessionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SessionsCommand::List => {
             let result = client.call("airlock/sessions.list", json!({}))?;
-            let list: Vec<SessionInfo> =
-                serde_json::from_value(result.get("sessions").cloned().unwrap_or(result))
-                    .context("the service's session list is not readable")?;
+            let list: Vec<SessionInfo> = serde_json::from_value(result.get("sessions").cloned().unwrap_or(result))
+                .context("the service's session list is not readable")?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -444,7 +444,10 @@ fn compile_budgets(
             _ => {
                 errors.push(source.error_at(
                     value.span(),
-                    format!("designation \"{designation}\": budget `{key}` is {}, not a count above zero", value.get_ref()),
+                    format!(
+                        "designation \"{designation}\": budget `{key}` is {}, not a count above zero",
+                        value.get_ref()
+                    ),
                     format!("give `{key}` a whole number above zero, or leave it out for no budget"),
                 ));
                 None

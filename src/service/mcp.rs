@@ -17,8 +17,8 @@ use super::{
     connection::Connection,
     peer::Identity,
     protocol::{
-        APPROVAL_FAILED, FORBIDDEN, SESSION_FAILED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_INITIALIZED,
-        POLICY_REJECTED, RequestId, Response, RpcError, json_type,
+        APPROVAL_FAILED, FORBIDDEN, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_INITIALIZED,
+        POLICY_REJECTED, RequestId, Response, RpcError, SESSION_FAILED, json_type,
     },
     workspace::WORKSPACE_META,
 };

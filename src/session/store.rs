@@ -121,13 +121,8 @@ impl Store {
         let write_err = |source| SessionError::Write { path: temp.clone(), source };
         let mut bytes = serde_json::to_vec_pretty(suspension).map_err(|e| write_err(std::io::Error::other(e)))?;
         bytes.push(b'\n');
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(write_err)?;
+        let mut file =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(write_err)?;
         file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(write_err)?;
         fs::rename(&temp, &path).map_err(|source| SessionError::Write { path: path.clone(), source })?;
         self.sync_dir()?;

@@ -7,6 +7,7 @@ mod common;
 
 mod approvals;
 mod audit;
+mod budgets;
 mod cli;
 mod guest_tools;
 mod jail;
