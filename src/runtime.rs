@@ -22,7 +22,7 @@ use std::{
 
 use crate::{
     approvals::{ApprovalOutcome, ApprovalRequest, Approvals, DEFAULT_APPROVAL_TTL},
-    audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
+    audit::{AuditConfig, AuditEntry, AuditLog, CheckpointSigner, Fsync, Redactor},
     backend::{
         jail::{JailBackend, JailExit, JailReport},
         wasm::{Exit, RunReport, WasmBackend, WasmConfig},
@@ -123,7 +123,11 @@ impl RuntimeBuilder {
         let fsync = self.fsync.unwrap_or(settings.fsync);
         let redact = Redactor::new(&settings.redact)?;
         let approvals = Approvals::open(&self.approvals_dir, self.approval_ttl, redact.clone())?;
-        let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
+        let signer = match &settings.signing_key {
+            Some(key) => Some(CheckpointSigner::load(key, settings.checkpoint_every)?),
+            None => None,
+        };
+        let audit = AuditLog::open_signed(&self.audit_path, AuditConfig { fsync, redact }, signer)?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
         // Seccomp profiles are compiled once, now, so that a broken one stops the start
         // and calls only look theirs up.
@@ -136,6 +140,8 @@ impl RuntimeBuilder {
             guarded_paths(&self.policies, &self.audit_path, self.cache_dir.as_deref(), Some(&self.approvals_dir));
         // A tool that could write the sessions directory could resume its own session.
         guarded.push(canonical_or_absolute(&sessions_dir));
+        // A tool that could read the signing key could forge checkpoints.
+        guarded.extend(settings.signing_key.iter().map(|key| canonical_or_absolute(key)));
         Ok(Runtime {
             policies: RwLock::new(Arc::new(policies)),
             audit,

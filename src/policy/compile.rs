@@ -535,8 +535,31 @@ fn compile_callers(
 
 fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<AuditSettings> {
     let file: AuditFile = parse(source, errors)?;
+    let mut settings = AuditSettings { fsync: file.fsync, ..AuditSettings::default() };
+    if let Some(key) = &file.signing_key {
+        let path = std::path::PathBuf::from(key.get_ref());
+        if path.is_absolute() {
+            settings.signing_key = Some(path);
+        } else {
+            errors.push(source.error_at(
+                key.span(),
+                format!("signing_key {:?} is not an absolute path", key.get_ref()),
+                "give the key's absolute path, outside every workspace and the policies (make one with `airlock audit keygen --out FILE`)",
+            ));
+        }
+    }
+    if let Some(every) = &file.checkpoint_every {
+        match u64::try_from(*every.get_ref()) {
+            Ok(n) if n > 0 => settings.checkpoint_every = n,
+            _ => errors.push(source.error_at(
+                every.span(),
+                format!("checkpoint_every is {}, not a count above zero", every.get_ref()),
+                "give the number of records between signed checkpoints, e.g. 100",
+            )),
+        }
+    }
     let Some(patterns) = &file.redact else {
-        return Some(AuditSettings { fsync: file.fsync, ..AuditSettings::default() });
+        return Some(settings);
     };
     let mut redact = Vec::new();
     for pattern in patterns {
@@ -555,7 +578,7 @@ fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<A
             }
         }
     }
-    Some(AuditSettings { fsync: file.fsync, redact })
+    Some(AuditSettings { redact, ..settings })
 }
 
 /// A TOML value as JSON. Datetimes and non-finite floats have no JSON form.

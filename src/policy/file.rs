@@ -313,6 +313,12 @@ pub(crate) struct AuditFile {
     pub fsync: Fsync,
     /// Absent: [`crate::audit::DEFAULT_REDACT_PATTERNS`]; `[]` turns redaction off.
     pub redact: Option<Vec<Spanned<String>>>,
+    /// The Ed25519 key that signs checkpoints (an absolute path); absent: unsigned.
+    #[serde(default)]
+    pub signing_key: Option<Spanned<String>>,
+    /// Records between signed checkpoints (default 100).
+    #[serde(default)]
+    pub checkpoint_every: Option<Spanned<i64>>,
 }
 
 /// The JSON Schema of a tool file (`policies/tools/NAME.toml`), generated from the types
