@@ -78,7 +78,8 @@ impl Checkpoint {
             ));
         }
         let mut raw = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut raw).map_err(|_| "its signature is not 128 hex digits".to_string())?;
+        hex::decode_to_slice(&self.signature, &mut raw)
+            .map_err(|_| "its signature is not 128 hex digits".to_string())?;
         key.verify(&message(self.to_seq, &self.head_hash), &Signature::from_bytes(&raw)).map_err(|_| {
             format!(
                 "its signature does not verify: a record from seq {} to {} was changed and the chain recomputed \
@@ -115,7 +116,9 @@ impl CheckpointSigner {
         let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(bad(format!("its mode is {mode:o}; a signing key must be readable by its owner only (chmod 600)")));
+            return Err(bad(format!(
+                "its mode is {mode:o}; a signing key must be readable by its owner only (chmod 600)"
+            )));
         }
         let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let mut seed = [0u8; 32];

@@ -41,9 +41,9 @@ use ed25519_dalek::VerifyingKey;
 
 use super::{
     AuditError, GENESIS_PREV, Result,
-    sign::Checkpoint,
     record::{LineFault, check_line, short},
     scan::open_snapshot,
+    sign::Checkpoint,
 };
 
 /// How a record breaks the chain.

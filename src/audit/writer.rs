@@ -39,8 +39,8 @@ use tokio::sync::oneshot;
 use super::{
     AuditConfig, AuditEntry, AuditError, Fsync, GENESIS_PREV, Redactor, Result,
     record::{LineFault, PreparedRecord, check_line, format_time, short},
-    sign::CheckpointSigner,
     scan::{count_lines, read_tail, retry_interrupted},
+    sign::CheckpointSigner,
 };
 
 /// Caps the records written in one group commit, so a flood of appenders cannot make one

@@ -14,5 +14,6 @@ mod jail;
 mod policy;
 mod seccomp;
 mod service;
+mod signing;
 mod wasi_testsuite;
 mod wasm;
