@@ -41,6 +41,14 @@ use store::Store;
 /// The window `calls_per_minute` counts calls in.
 const CALL_WINDOW: Duration = Duration::from_secs(60);
 
+/// Counters of a session idle this long are forgotten, so that a long-running service
+/// (every connection is a session) does not grow without bound. A session that comes back
+/// later starts from zero; its suspension, being on disk, stays.
+const SESSION_IDLE_EVICT: Duration = Duration::from_secs(24 * 3600);
+
+/// Idle sessions are looked for once per this many admitted calls.
+const EVICT_EVERY_CALLS: u64 = 4096;
+
 /// Errors of the session store.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -127,6 +135,8 @@ struct Live {
     usage: SessionUsage,
     /// Start times of the calls admitted in the last minute.
     recent: VecDeque<Instant>,
+    /// When the session last started or finished a call.
+    last_active: Option<Instant>,
 }
 
 impl Live {
@@ -143,12 +153,14 @@ impl Live {
 pub struct Sessions {
     store: Store,
     live: Mutex<BTreeMap<String, Live>>,
+    /// Calls admitted, to space out the eviction of idle sessions.
+    admitted: std::sync::atomic::AtomicU64,
 }
 
 impl Sessions {
     /// Sessions whose suspensions are kept in `dir` (created 0700 by the first suspension).
     pub fn open(dir: &Path) -> Sessions {
-        Sessions { store: Store::new(dir), live: Mutex::new(BTreeMap::new()) }
+        Sessions { store: Store::new(dir), live: Mutex::new(BTreeMap::new()), admitted: Default::default() }
     }
 
     /// The sessions directory.
@@ -180,8 +192,13 @@ impl Sessions {
         }
         let now = Instant::now();
         let mut live = self.live();
+        if self.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % EVICT_EVERY_CALLS == EVICT_EVERY_CALLS - 1
+        {
+            live.retain(|_, state| state.last_active.is_none_or(|t| now.duration_since(t) < SESSION_IDLE_EVICT));
+        }
         let state = live.entry(session.to_string()).or_default();
         state.prune(now);
+        state.last_active = Some(now);
         let usage = &state.usage;
         let exceeded = |budget: &str, limit: String, spent: String| {
             Err(format!(
@@ -224,6 +241,7 @@ impl Sessions {
         let usage = &outcome.usage;
         let mut live = self.live();
         let state = live.entry(session.to_string()).or_default();
+        state.last_active = Some(Instant::now());
         state.usage.wall_us = state.usage.wall_us.saturating_add(usage.wall_us);
         state.usage.cpu_us = state.usage.cpu_us.saturating_add(usage.cpu_us.unwrap_or(usage.wall_us));
         let output = outcome.stdout.total_bytes.saturating_add(outcome.stderr.total_bytes);
