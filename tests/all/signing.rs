@@ -302,3 +302,62 @@ async fn otlp_export_maps_records_to_log_records() {
     assert_eq!(attribute(&logs[1], "airlock.decision"), json!({ "stringValue": "deny" }));
     assert_eq!(attribute(&logs[3], "airlock.checkpoint"), json!({ "boolValue": true }));
 }
+
+#[test]
+fn a_stopped_service_leaves_a_fully_signed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let keydir = dir.path().join("keys");
+    fs::create_dir_all(&keydir).unwrap();
+    let private = keydir.join("audit.key");
+    let keygen = common::airlock(dir.path()).args(["audit", "keygen", "--out"]).arg(&private).output().unwrap();
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let public = audit::sign::pub_path(&private);
+    assert!(String::from_utf8_lossy(&keygen.stdout).contains(&public.display().to_string()));
+    // A second keygen never overwrites the key.
+    let again = common::airlock(dir.path()).args(["audit", "keygen", "--out"]).arg(&private).output().unwrap();
+    assert_eq!(again.status.code(), Some(125));
+
+    // checkpoint_every is large: only the shutdown checkpoint signs the call's record.
+    let policies = signed_policies(dir.path(), &private, 1000);
+    let ws = dir.path().join("ws");
+    fs::create_dir_all(&ws).unwrap();
+    fs::write(ws.join("a.txt"), "x\n").unwrap();
+    let audit_path = dir.path().join("state/audit.jsonl");
+    let socket = dir.path().join("run/airlock.sock");
+    let mut child = std::process::Command::new(common::airlock_bin())
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--audit")
+        .arg(&audit_path)
+        .arg("--workspace")
+        .arg(&ws)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("XDG_STATE_HOME", dir.path().join("xdg-state"))
+        .env_remove("AIRLOCK_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "airlock serve exited before listening");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "airlock serve did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut client = airlock::service::client::Client::connect(&socket).unwrap();
+    client.initialize(Value::Null).unwrap();
+    let result = client.call("tools/call", json!({ "name": "wc", "arguments": { "path": "a.txt" } })).unwrap();
+    assert_eq!(result["structuredContent"]["status"]["kind"], "ok");
+    drop(client);
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+
+    let report = verify_signed(&audit_path, &load_public_key(&public).unwrap(), false).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!((report.records, report.signed_through, report.checkpoints), (2, Some(2), 1));
+}
