@@ -65,7 +65,9 @@ impl RuntimeBuilder {
     /// A builder for the policies in `policies`, with these defaults: the audit log at
     /// [`default_audit_path`], the fsync mode from the policies' `audit.toml` (else
     /// `batch`), precompiled modules cached in [`default_cache_dir`], approvals kept in
-    /// [`default_approvals_dir`] and expiring after [`DEFAULT_APPROVAL_TTL`] (1 h).
+    /// [`default_approvals_dir`] and expiring after [`DEFAULT_APPROVAL_TTL`] (1 h),
+    /// suspended sessions kept in `sessions/` beside the audit log, and audit checkpoints
+    /// signed only when `audit.toml` names a `signing_key`.
     pub fn new(policies: impl Into<PathBuf>) -> Self {
         RuntimeBuilder {
             policies: policies.into(),

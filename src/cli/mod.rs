@@ -83,7 +83,7 @@ enum Command {
     /// Check, explain, or describe policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Verify, tail or query the audit log.
+    /// Verify (with signatures), tail, query or export the audit log; make a signing key.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Serve tools on a Unix socket: JSON-RPC 2.0 with MCP's methods, one object per line,
