@@ -250,7 +250,8 @@ impl Sessions {
 
     /// Counts a denied call of `session` towards the tripwire; once the count reaches
     /// `denials_before_suspend`, suspends the session and returns the suspension (the
-    /// runtime audits it). A call that is not `denied` is not counted.
+    /// runtime audits it). A call that is not `denied` is not counted; a session already
+    /// suspended (by a concurrent call) returns `None`.
     pub fn count_denial(
         &self,
         session: &str,
@@ -272,7 +273,11 @@ impl Sessions {
             return None;
         }
         let reason = format!("after {denials} denials (denials_before_suspend {limit})");
-        Some(self.suspend_as(session, &reason, "denials", Some(caller)))
+        match self.suspend_as(session, &reason, "denials", Some(caller)) {
+            Ok((suspension, true)) => Some(Ok(suspension)),
+            Ok((_, false)) => None,
+            Err(error) => Some(Err(error)),
+        }
     }
 
     /// Suspends `session` (durably) for `reason` (a phrase that follows "suspended", such as
@@ -280,10 +285,10 @@ impl Sessions {
     /// resumes it. `cause` names what suspended it (`tamper`, `admin`, ...).
     /// Suspending a suspended session keeps the first suspension.
     pub fn suspend(&self, session: &str, reason: &str, cause: &str) -> Result<Suspension> {
-        self.suspend_as(session, reason, cause, None)
+        self.suspend_as(session, reason, cause, None).map(|(suspension, _)| suspension)
     }
 
-    fn suspend_as(&self, session: &str, reason: &str, cause: &str, caller: Option<&str>) -> Result<Suspension> {
+    fn suspend_as(&self, session: &str, reason: &str, cause: &str, caller: Option<&str>) -> Result<(Suspension, bool)> {
         let suspension = Suspension {
             session: session.to_string(),
             suspended_at: format_time(SystemTime::now()),
@@ -333,5 +338,57 @@ impl Sessions {
                 .suspension = Some(suspension);
         }
         Ok(sessions.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::outcome::{CapturedOutput, Usage};
+
+    fn outcome(status: Status) -> CallOutcome {
+        CallOutcome {
+            status,
+            exit_code: None,
+            signal: None,
+            stdout: CapturedOutput::default(),
+            stderr: CapturedOutput::default(),
+            usage: Usage::default(),
+            audit_seq: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn calls_are_counted_when_admitted_and_refusals_name_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::open(&dir.path().join("sessions"));
+        let budgets = Budgets { calls_per_minute: Some(2), ..Budgets::default() };
+        assert!(sessions.admit("s", "agent", &budgets).is_ok());
+        assert!(sessions.admit("s", "agent", &budgets).is_ok());
+        let refused = sessions.admit("s", "agent", &budgets).unwrap_err();
+        assert!(refused.starts_with("budget exceeded: calls_per_minute 2 (session s;"), "{refused}");
+        assert_eq!(sessions.show("s").unwrap().usage.unwrap().calls, 2);
+        assert!(sessions.admit("t", "agent", &budgets).is_ok());
+    }
+
+    #[test]
+    fn the_tripwire_suspends_once_and_a_resume_resets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::open(&dir.path().join("sessions"));
+        let budgets = Budgets { denials_before_suspend: Some(2), ..Budgets::default() };
+        let denied = outcome(Status::Denied { reason: "no".into() });
+        assert!(sessions.count_denial("s", "agent", &budgets, &outcome(Status::Ok)).is_none());
+        assert!(sessions.count_denial("s", "agent", &budgets, &denied).is_none());
+        let suspension = sessions.count_denial("s", "agent", &budgets, &denied).unwrap().unwrap();
+        assert_eq!((suspension.cause.as_str(), suspension.caller.as_deref()), ("denials", Some("agent")));
+        // A denial that raced the suspension does not suspend (or audit) twice.
+        assert!(sessions.count_denial("s", "agent", &budgets, &denied).is_none());
+        assert!(sessions.admit("s", "agent", &budgets).unwrap_err().contains("is suspended after 2 denials"));
+        assert_eq!(sessions.resume("s").unwrap(), suspension);
+        assert_eq!(sessions.show("s").unwrap().usage.unwrap().denials, 0);
+        assert!(matches!(sessions.resume("s"), Err(SessionError::NotSuspended { .. })));
+        assert!(sessions.admit("s", "agent", &budgets).is_ok());
     }
 }

@@ -110,11 +110,11 @@ impl Store {
     }
 
     /// Writes `suspension` unless its session is suspended already; returns the
-    /// suspension in force.
-    pub(super) fn save_new(&self, suspension: &Suspension) -> Result<Suspension> {
+    /// suspension in force, and whether it is the one just written.
+    pub(super) fn save_new(&self, suspension: &Suspension) -> Result<(Suspension, bool)> {
         let _locked = self.locked()?;
         if let Some(existing) = self.load(&suspension.session)? {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let path = self.path_of(&suspension.session);
         let temp = path.with_extension("json.tmp");
@@ -126,7 +126,7 @@ impl Store {
         file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(write_err)?;
         fs::rename(&temp, &path).map_err(|source| SessionError::Write { path: path.clone(), source })?;
         self.sync_dir()?;
-        Ok(suspension.clone())
+        Ok((suspension.clone(), true))
     }
 
     /// Removes the suspension of `session`; returns it.
