@@ -74,7 +74,7 @@ impl Setup {
         Runtime::builder(self.path("policies"))
             .audit_path(self.audit_path())
             .fsync(Fsync::Off)
-            .cache_dir(Some(self.path("cache")))
+            .cache_dir(Some(shared_cache()))
             .approvals_dir(self.path("state/approvals"))
             .sessions_dir(self.sessions_dir())
             .build()
@@ -92,6 +92,15 @@ impl Setup {
     fn records(&self) -> Vec<AuditRecord> {
         audit::read_records(&self.audit_path()).unwrap().map(Result::unwrap).collect()
     }
+}
+
+/// The module cache shared by these tests: compiling a module in a debug build is slow,
+/// and a fresh cache per test would compile it again each time.
+pub(crate) fn shared_cache() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sessions-signing-cache");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
 /// The shipped designations with the `standard` budgets table's lines replaced.
@@ -293,7 +302,7 @@ fn serve(setup: &Setup) -> Served {
         .arg(setup.audit_path())
         .arg("--workspace")
         .arg(setup.path("ws"))
-        .env("XDG_CACHE_HOME", setup.path("cache"))
+        .env("XDG_CACHE_HOME", shared_cache().parent().unwrap().join("sessions-signing-xdg-cache"))
         .env("XDG_STATE_HOME", setup.path("xdg-state"))
         .env_remove("AIRLOCK_SOCKET")
         .stdin(Stdio::null())

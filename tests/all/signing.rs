@@ -235,7 +235,7 @@ async fn the_runtime_signs_its_log_and_guards_the_key() {
     let build = || {
         Runtime::builder(&policies)
             .audit_path(&audit_path)
-            .cache_dir(Some(dir.path().join("cache")))
+            .cache_dir(Some(crate::budgets::shared_cache()))
             .approvals_dir(dir.path().join("state/approvals"))
     };
     let runtime = build().build().unwrap();
@@ -334,7 +334,7 @@ fn a_stopped_service_leaves_a_fully_signed_log() {
         .arg(&audit_path)
         .arg("--workspace")
         .arg(&ws)
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("XDG_CACHE_HOME", crate::budgets::shared_cache().parent().unwrap().join("sessions-signing-xdg-cache"))
         .env("XDG_STATE_HOME", dir.path().join("xdg-state"))
         .env_remove("AIRLOCK_SOCKET")
         .stdin(std::process::Stdio::null())
