@@ -72,9 +72,9 @@ async fn bench() -> anyhow::Result<()> {
             wrapped(command)?;
         }
         anyhow::ensure!(jail.run(&grant).await?.exit == JailExit::Code(0));
-        anyhow::ensure!(
-            pipeline.run_grant(airlock::runtime::OPERATOR_CALLER, grant.clone(), serde_json::json!({})).await?.is_ok()
-        );
+        let outcome =
+            pipeline.run_grant(airlock::runtime::OPERATOR_CALLER, grant.clone(), serde_json::json!({})).await?;
+        anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
     }
 
     let samples = ROUNDS * PER_ROUND;
