@@ -575,6 +575,10 @@ mod tests {
         let proc_ =
             index(&plan.ops, &MountOp::Proc { target: c"/mnt/proc".into(), options: c"hidepid=invisible".into() });
         assert!(usr < ws && bin < ws && ws < out && out < anchor && anchor < tests && tests < proc_ && cargo < tests);
+        // The host-wide parts of the fresh /proc are made read-only once it is mounted.
+        let sysctls = index(&plan.ops, &MountOp::ProcReadOnly { target: c"/mnt/proc/sys".into() });
+        let sysrq = index(&plan.ops, &MountOp::ProcReadOnly { target: c"/mnt/proc/sysrq-trigger".into() });
+        assert!(proc_ < sysctls && proc_ < sysrq);
         // /etc: a copy, a bind and a symlink; never the whole /etc.
         assert!(
             plan.ops
