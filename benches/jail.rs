@@ -10,7 +10,8 @@
 //!   namespace, the minimal root, Landlock, rlimits, a cgroup, no capabilities, the
 //!   default seccomp profile, captured output);
 //! - for reference, the same through `Runtime::run_grant`, which adds the audit record
-//!   (`fsync = "off"`);
+//!   (`fsync = "off"`), and the jail without its seccomp layer (a profile by subtraction:
+//!   the difference is what installing the default profile's filters costs per call);
 //!
 //! and the ratios airlock/bwrap and airlock/bare. The sides run in interleaved rounds, so
 //! that load on this shared machine hits all of them alike: read medians and ratios.
@@ -28,7 +29,7 @@ use airlock::{
     Runtime,
     audit::Fsync,
     backend::jail::{JailBackend, JailExit},
-    policy::{Grant, Program, SeccompGrant},
+    policy::{Grant, Layer, Program, SeccompGrant},
 };
 
 /// Rounds of the interleaved loop, and spawns per side in each round.
@@ -46,6 +47,9 @@ async fn bench() -> anyhow::Result<()> {
     let bwrap = bwrap_command();
     let jail = JailBackend::new();
     let grant = true_grant()?;
+    let mut no_seccomp = grant.clone();
+    no_seccomp.jail.seccomp = None;
+    no_seccomp.jail.best_effort.push(Layer::Seccomp);
     let pipeline = Runtime::builder(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
         .audit_path(temp.path().join("audit.jsonl"))
         .fsync(Fsync::Off)
@@ -78,8 +82,13 @@ async fn bench() -> anyhow::Result<()> {
     }
 
     let samples = ROUNDS * PER_ROUND;
-    let (mut bare_times, mut bwrap_times, mut jail_times, mut pipeline_times) =
-        (Vec::with_capacity(samples), Vec::with_capacity(samples), Vec::with_capacity(samples), Vec::new());
+    let (mut bare_times, mut bwrap_times, mut jail_times, mut pipeline_times, mut no_seccomp_times) = (
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+    );
     for _ in 0..ROUNDS {
         for _ in 0..PER_ROUND {
             let started = Instant::now();
@@ -106,6 +115,12 @@ async fn bench() -> anyhow::Result<()> {
             pipeline_times.push(started.elapsed());
             anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
         }
+        for _ in 0..PER_ROUND {
+            let started = Instant::now();
+            let report = jail.run(&no_seccomp).await?;
+            no_seccomp_times.push(started.elapsed());
+            anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
+        }
     }
     pipeline.close().await?;
 
@@ -126,7 +141,13 @@ async fn bench() -> anyhow::Result<()> {
         percentile(&mut pipeline_times, 0.50),
         percentile(&mut pipeline_times, 0.99),
     );
+    let no_seccomp_p50 = percentile(&mut no_seccomp_times, 0.50);
+    row("  profile: the jail without its seccomp layer", no_seccomp_p50, percentile(&mut no_seccomp_times, 0.99));
     println!();
+    println!(
+        "seccomp's share of the jail (p50 difference): {:.1} us",
+        (jail_p50.as_secs_f64() - no_seccomp_p50.as_secs_f64()) * 1e6
+    );
     let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
     println!("airlock / bare spawn: {over_bare:.2}x");
     if let Some(bwrap_p50) = bwrap_p50 {
