@@ -443,7 +443,6 @@ impl Runtime {
         // caller's current directory is forgotten.
         entry.workspace = Some(std::path::absolute(&request.workspace).unwrap_or_else(|_| request.workspace.clone()));
         entry.reasons = evaluation.reasons.clone();
-        entry.reasons.push(format!("decided by {}", evaluation.decided_by));
         if evaluation.audit_arguments == AuditArguments::Full {
             entry.full_arguments = true;
             entry.reasons.push("arguments audited in full, unredacted (designation audit_arguments = \"full\")".into());

@@ -74,8 +74,11 @@ pub struct GuardCheck {
 /// life.
 #[derive(Debug, Default)]
 pub struct Guard {
-    states: Mutex<HashMap<(PathBuf, Vec<String>), Arc<Mutex<TreeState>>>>,
+    states: Mutex<HashMap<StateKey, Arc<Mutex<TreeState>>>>,
 }
+
+/// A workspace and its protected paths (sorted): one [`TreeState`] each.
+type StateKey = (PathBuf, Vec<String>);
 
 impl Guard {
     /// A guard that knows no workspace yet (each one's first check is cold).

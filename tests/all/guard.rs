@@ -20,7 +20,7 @@ use crate::common::{airlock, repo, shipped_policies};
 
 const TEST_FILE: &str = "def test_answer():\n    assert 6 * 7 == 42\n";
 
-/// A policy directory (the shipped designations and callers, three test tools), an audit
+/// A policy directory (the shipped designations and callers, two test tools), an audit
 /// log and approvals beside it, and a workspace with `tests/test_a.py` and `src/`.
 struct Env {
     dir: TempDir,
@@ -67,13 +67,6 @@ impl Env {
             "[input.properties.op]\ntype = \"string\"\n[input.properties.dir]\ntype = \"string\"\n\
              [input.properties.path]\ntype = \"string\"\n[input.properties.x]\ntype = \"string\"\n\
              [input.properties.y]\ntype = \"string\"\n",
-        );
-        tool(
-            "nap",
-            "[\"write\"]",
-            wat("sleep.wat"),
-            "args = [\"{ms}\"]",
-            "[input.properties.ms]\ntype = \"integer\"\n",
         );
 
         let ws = TempDir::new().unwrap();
@@ -141,6 +134,15 @@ fn fsop(op: &str, dir: &str, path: &str, rest: &[&str]) -> Value {
         arguments[key] = json!(value);
     }
     arguments
+}
+
+/// Waits (up to a minute: the machine may be loaded) until `path` exists.
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn describe(outcome: &CallOutcome) -> String {
@@ -277,7 +279,7 @@ async fn wasm_change_between_calls_is_found_by_the_next_call() {
     change_between_calls_is_found_by_the_next_call("fsop", harmless, "src/out.txt").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_during_a_call_makes_it_tampered_whatever_the_exit_code_with_the_designations_rule() {
     let env = Env::new();
     let runtime = std::sync::Arc::new(env.runtime());
@@ -285,10 +287,13 @@ async fn change_during_a_call_makes_it_tampered_whatever_the_exit_code_with_the_
     let task = {
         let runtime = runtime.clone();
         let ws = ws.clone();
-        tokio::spawn(async move { call(&runtime, "cyber-agent", "nap", &ws, json!({ "ms": 1500 })).await })
+        let script = "touch src/started; while [ ! -e src/go ]; do sleep 0.05; done";
+        tokio::spawn(async move { call(&runtime, "cyber-agent", "sh", &ws, json!({ "script": script })).await })
     };
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Once the tool runs (the before check is done), change a protected path from outside.
+    wait_for(&ws.join("src/started"));
     fs::remove_file(ws.join("tests/unit/test_b.py")).unwrap();
+    fs::write(ws.join("src/go"), "").unwrap();
     let outcome = task.await.unwrap();
     assert_eq!(
         outcome.status,
@@ -315,11 +320,14 @@ fn cli_exit_code_is_123_when_a_protected_path_changes_during_the_call() {
     command
         .env("AIRLOCK_POLICIES", env.policies())
         .env("XDG_STATE_HOME", env.dir.path().join("state"))
-        .args(["run", "nap", "--caller", "agent", "--json", "--args-json", "{\"ms\": 1500}", "--workspace"])
+        .args(["run", "sh", "--caller", "agent", "--json", "--args-json"])
+        .arg(json!({ "script": "touch src/started; while [ ! -e src/go ]; do sleep 0.05; done" }).to_string())
+        .arg("--workspace")
         .arg(env.ws());
     let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for(&env.ws().join("src/started"));
     fs::write(env.ws().join("tests/test_a.py"), "cheat\n").unwrap();
+    fs::write(env.ws().join("src/go"), "").unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(123), "stderr: {stderr}");
@@ -341,5 +349,4 @@ async fn a_call_that_cannot_write_is_not_guarded_and_one_that_can_is() {
         "{reasons}"
     );
     assert!(reasons.contains("guard after the call"), "{reasons}");
-    assert!(reasons.contains("decided by designations.standard.allow[write]"), "{reasons}");
 }
