@@ -569,7 +569,7 @@ fn policy_check_passes_on_the_shipped_policies() {
     let scene = Scene::new();
     let ran = scene.airlock(&["policy", "check"]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(ran.stdout.contains(": ok: 11 tools, 4 designations, 6 callers; digest "), "{ran:?}");
+    assert!(ran.stdout.contains(": ok: 12 tools, 4 designations, 6 callers; digest "), "{ran:?}");
 }
 
 #[test]
@@ -1016,7 +1016,7 @@ async fn runtime_tools_for_lists_what_the_caller_may_see() {
     let agent = names("agent");
     assert!(agent.is_superset(&read_only), "{agent:?}");
     assert!(agent.contains("apply-patch") && agent.contains("csv-dedupe"), "{agent:?}");
-    assert_eq!(agent.len(), 11, "every shipped tool: the standard designation allows read, write and exec");
+    assert_eq!(agent.len(), 12, "every shipped tool: standard allows read, write and exec, and approves deploy");
     // Nobody listed: the default designation, read-only.
     assert_eq!(names("stranger"), read_only);
 }
