@@ -606,15 +606,24 @@ async fn a_busy_pool_makes_calls_wait_for_a_slot_not_fail() {
     let backend = Arc::new(WasmBackend::new(WasmConfig { max_instances: 1, ..test_config() }).unwrap());
     let mut sleeper = grant("sleep.wat", &["500"]);
     sleeper.limits.wall_ms = 5_000;
+    // Compiled beforehand, so that the timings below are the calls' own.
+    backend.run(&grant("sleep.wat", &["0"])).await.unwrap();
+    backend.run(&grant("spin.wat", &["1"])).await.unwrap();
+    let spawned = Instant::now();
     let first = {
         let backend = backend.clone();
         tokio::spawn(async move { backend.run(&sleeper).await.unwrap().exit })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
+    // The sleeper holds the only slot (on a loaded machine its task may start late).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while backend.free_slots() > 0 {
+        assert!(Instant::now() < deadline, "the sleeper never took its slot");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let second = backend.run(&grant("spin.wat", &["1"])).await.unwrap();
     assert_eq!(second.exit, Exit::Code(0), "the second call ran once the slot was free");
-    assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the sleeper's slot");
+    // The sleeper started after `spawned` and held the slot for 500 ms.
+    assert!(spawned.elapsed() >= Duration::from_millis(500), "it waited for the sleeper's slot");
     assert!(second.usage.wall_us < 300_000, "waiting for a slot does not count against the wall limit");
     assert_eq!(first.await.unwrap(), Exit::Code(0));
 }

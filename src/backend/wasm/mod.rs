@@ -197,6 +197,11 @@ impl WasmBackend {
         self.cache.stats()
     }
 
+    /// Instance slots free now (calls beyond them wait for one).
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
     /// Runs the grant's program under the grant's limits.
     ///
     /// `Err` means it did not run (denied: digest mismatch, link error, bad mount, ...);
