@@ -10,6 +10,7 @@ use crate::{
     backend::{jail::JailError, wasm::WasmError},
     policy::PolicyErrors,
     service::ServiceError,
+    session::SessionError,
 };
 
 /// Everything the library can fail with.
@@ -27,6 +28,8 @@ pub enum Error {
     Approvals(#[from] ApprovalError),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// The library's result alias.

@@ -22,6 +22,10 @@
 //! report, and nothing in the library imports the CLI. [`service`] (the socket and MCP
 //! over stdio) is a way in, like the CLI: it only calls [`Runtime`]; nothing imports it.
 //!
+//! Before the approval gate, [`session::Sessions`] admits the call against its session's
+//! budgets (a suspended or over-budget session is denied); after it, the call is charged to
+//! its session and a denial counts towards the session's tripwire.
+//!
 //! An error anywhere before the backend runs is a denial with a reason, never a run with
 //! less isolation; a call whose audit record cannot be written is not reported as run.
 
@@ -34,6 +38,7 @@ pub mod outcome;
 pub mod policy;
 pub mod runtime;
 pub mod service;
+pub mod session;
 
 pub use error::{Error, Result};
 pub use outcome::{CallOutcome, CallRequest, CapturedOutput, Limit, Status, Usage};

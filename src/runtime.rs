@@ -22,7 +22,7 @@ use std::{
 
 use crate::{
     approvals::{ApprovalOutcome, ApprovalRequest, Approvals, DEFAULT_APPROVAL_TTL},
-    audit::{AuditConfig, AuditEntry, AuditLog, Fsync, Redactor},
+    audit::{AuditConfig, AuditEntry, AuditLog, CheckpointSigner, Fsync, Redactor},
     backend::{
         jail::{JailBackend, JailExit, JailReport},
         wasm::{Exit, RunReport, WasmBackend, WasmConfig},
@@ -31,8 +31,10 @@ use crate::{
     guard::{Guard, GuardCheck},
     outcome::{CallOutcome, CallRequest, CapturedOutput, Status, Usage},
     policy::{
-        AuditArguments, Decision, Evaluation, Grant, OnTamper, PolicyError, PolicyErrors, PolicySet, Program, ToolInfo,
+        AuditArguments, Budgets, Decision, Evaluation, Grant, OnTamper, PolicyError, PolicyErrors, PolicySet, Program,
+        ToolInfo,
     },
+    session::{Sessions, Suspension, default_session},
 };
 
 /// The protected paths of one call, for the guard: checked before and after a call that
@@ -67,6 +69,15 @@ pub const OPERATOR_CALLER: &str = "operator(cli)";
 /// The rule recorded for a call refused because its grant would expose a guarded path.
 const GUARDED_PATH_RULE: &str = "runtime: no grant may expose the policies, audit log or module cache";
 
+/// The rule recorded for a call refused because its session is suspended or over budget.
+const SESSION_RULE: &str = "runtime: the session's budgets (designations.toml [designations.NAME.budgets])";
+
+/// The tool name of the audit record of a session's suspension.
+pub const SUSPEND_RECORD_TOOL: &str = "airlock/sessions.suspend";
+
+/// The tool name of the audit record of a session's resumption.
+pub const RESUME_RECORD_TOOL: &str = "airlock/sessions.resume";
+
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
@@ -76,13 +87,16 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     approvals_dir: PathBuf,
     approval_ttl: Duration,
+    sessions_dir: Option<PathBuf>,
 }
 
 impl RuntimeBuilder {
     /// A builder for the policies in `policies`, with these defaults: the audit log at
     /// [`default_audit_path`], the fsync mode from the policies' `audit.toml` (else
     /// `batch`), precompiled modules cached in [`default_cache_dir`], approvals kept in
-    /// [`default_approvals_dir`] and expiring after [`DEFAULT_APPROVAL_TTL`] (1 h).
+    /// [`default_approvals_dir`] and expiring after [`DEFAULT_APPROVAL_TTL`] (1 h),
+    /// suspended sessions kept in `sessions/` beside the audit log, and audit checkpoints
+    /// signed only when `audit.toml` names a `signing_key`.
     pub fn new(policies: impl Into<PathBuf>) -> Self {
         RuntimeBuilder {
             policies: policies.into(),
@@ -91,7 +105,16 @@ impl RuntimeBuilder {
             cache_dir: default_cache_dir(),
             approvals_dir: default_approvals_dir(),
             approval_ttl: DEFAULT_APPROVAL_TTL,
+            sessions_dir: None,
         }
+    }
+
+    /// Where suspended sessions are kept (one file each; created 0700 by the first
+    /// suspension). Default: `sessions` beside the audit log (with the default log,
+    /// [`default_sessions_dir`]), so that a separate log keeps separate suspensions.
+    pub fn sessions_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.sessions_dir = Some(dir.into());
+        self
     }
 
     /// Where approvals are kept (one file each; created 0700 by the first approval).
@@ -131,7 +154,11 @@ impl RuntimeBuilder {
         let fsync = self.fsync.unwrap_or(settings.fsync);
         let redact = Redactor::new(&settings.redact)?;
         let approvals = Approvals::open(&self.approvals_dir, self.approval_ttl, redact.clone())?;
-        let audit = AuditLog::open(&self.audit_path, AuditConfig { fsync, redact })?;
+        let signer = match &settings.signing_key {
+            Some(key) => Some(CheckpointSigner::load(key, settings.checkpoint_every)?),
+            None => None,
+        };
+        let audit = AuditLog::open_signed(&self.audit_path, AuditConfig { fsync, redact }, signer)?;
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
         // Seccomp profiles are compiled once, now, so that a broken one stops the start
         // and calls only look theirs up.
@@ -139,6 +166,13 @@ impl RuntimeBuilder {
         for profile in policies.seccomp_profiles() {
             jail.seccomp(profile)?;
         }
+        let sessions_dir = self.sessions_dir.clone().unwrap_or_else(|| sessions_dir_beside(&self.audit_path));
+        let mut guarded =
+            guarded_paths(&self.policies, &self.audit_path, self.cache_dir.as_deref(), Some(&self.approvals_dir));
+        // A tool that could write the sessions directory could resume its own session.
+        guarded.push(canonical_or_absolute(&sessions_dir));
+        // A tool that could read the signing key could forge checkpoints.
+        guarded.extend(settings.signing_key.iter().map(|key| canonical_or_absolute(key)));
         Ok(Runtime {
             policies: RwLock::new(Arc::new(policies)),
             audit,
@@ -146,12 +180,8 @@ impl RuntimeBuilder {
             jail,
             approvals,
             guard: Arc::new(Guard::new()),
-            guarded: guarded_paths(
-                &self.policies,
-                &self.audit_path,
-                self.cache_dir.as_deref(),
-                Some(&self.approvals_dir),
-            ),
+            sessions: Sessions::open(&sessions_dir),
+            guarded,
         })
     }
 }
@@ -169,6 +199,20 @@ pub fn default_audit_path() -> PathBuf {
 /// (`~/.local/state/airlock/approvals`), beside the default audit log.
 pub fn default_approvals_dir() -> PathBuf {
     xdg_dir("XDG_STATE_HOME", ".local/state").join("airlock/approvals")
+}
+
+/// The suspended sessions' default place: `$XDG_STATE_HOME/airlock/sessions`
+/// (`~/.local/state/airlock/sessions`), beside the approvals.
+pub fn default_sessions_dir() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state").join("airlock/sessions")
+}
+
+/// The sessions directory beside the audit log at `audit`.
+pub fn sessions_dir_beside(audit: &Path) -> PathBuf {
+    match audit.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join("sessions"),
+        _ => PathBuf::from("sessions"),
+    }
 }
 
 /// The module cache's default place: `$XDG_CACHE_HOME/airlock/modules`
@@ -211,6 +255,7 @@ pub struct Runtime {
     jail: JailBackend,
     approvals: Approvals,
     guard: Arc<Guard>,
+    sessions: Sessions,
     guarded: Vec<PathBuf>,
 }
 
@@ -237,6 +282,79 @@ impl Runtime {
     /// The approvals: list, get and decide them (the socket service and the CLI do).
     pub fn approvals(&self) -> &Approvals {
         &self.approvals
+    }
+
+    /// The sessions: their counters and suspensions (the socket service and the CLI list
+    /// them; [`Runtime::resume_session`] and [`Runtime::suspend_session`] change them).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Lifts the suspension of `session` and audits it (`by`: the admin who resumed it).
+    /// Errors when the session is not suspended, or its record cannot be written.
+    pub async fn resume_session(&self, session: &str, by: &str) -> Result<Suspension> {
+        self.audit.check()?;
+        let lifted = self.sessions.resume(session)?;
+        let mut entry = AuditEntry::new(
+            by,
+            RESUME_RECORD_TOOL,
+            serde_json::json!({ "session": session }),
+            Decision::Allow,
+            "an admin resumed the session",
+        );
+        entry.session = Some(session.to_string());
+        entry.reasons.push(format!("it was suspended {} since {}", lifted.reason, lifted.suspended_at));
+        self.audit.append(entry).await?;
+        Ok(lifted)
+    }
+
+    /// Suspends `session` durably and audits it: every later call of it is denied until an
+    /// admin runs `airlock sessions resume`. `reason` is a phrase that follows "suspended"
+    /// (`for tampering with tests/`); `cause` a word for what suspended it (`tamper`). The
+    /// guard's `on_tamper = "suspend"` calls this.
+    pub async fn suspend_session(&self, session: &str, reason: &str, cause: &str) -> Result<Suspension> {
+        let suspension = self.sessions.suspend(session, reason, cause)?;
+        self.audit_suspension(&suspension, suspension.caller.as_deref().unwrap_or("airlock")).await?;
+        Ok(suspension)
+    }
+
+    /// Appends the record of a session's suspension.
+    async fn audit_suspension(&self, suspension: &Suspension, caller: &str) -> Result<()> {
+        let mut entry = AuditEntry::new(
+            caller,
+            SUSPEND_RECORD_TOOL,
+            serde_json::json!({ "session": suspension.session, "cause": suspension.cause }),
+            Decision::Deny,
+            format!("session suspended ({})", suspension.cause),
+        );
+        entry.session = Some(suspension.session.clone());
+        entry.reasons.push(format!("session {} suspended {}", suspension.session, suspension.reason));
+        self.audit.append(entry).await?;
+        Ok(())
+    }
+
+    /// Charges a finished call to its session and counts it towards the denial tripwire;
+    /// a suspension it trips is audited.
+    async fn account(&self, session: &str, caller: &str, budgets: &Budgets, outcome: &CallOutcome) -> Result<()> {
+        self.sessions.charge(session, outcome);
+        match self.sessions.count_denial(session, caller, budgets, outcome) {
+            None => Ok(()),
+            Some(Ok(suspension)) => self.audit_suspension(&suspension, caller).await,
+            Some(Err(error)) => {
+                // The next call of the session reads the same store and fails closed.
+                let mut entry = AuditEntry::new(
+                    caller,
+                    SUSPEND_RECORD_TOOL,
+                    serde_json::json!({ "session": session }),
+                    Decision::Deny,
+                    "session suspension could not be written",
+                );
+                entry.session = Some(session.to_string());
+                entry.reasons.push(error.to_string());
+                self.audit.append(entry).await?;
+                Ok(())
+            }
+        }
     }
 
     /// The wasm backend (its cache counters, for diagnostics and tests).
@@ -316,7 +434,9 @@ impl Runtime {
             &evaluation.rule,
         );
         entry.designation = evaluation.caller.designation.clone();
-        entry.session = request.session.clone();
+        // A call without a session is counted in its caller's default session.
+        let session = request.session.clone().unwrap_or_else(|| default_session(&request.caller));
+        entry.session = Some(session.clone());
         entry.tool_sha256 = evaluation.tool_sha256.clone();
         entry.policy_digest = Some(policies.digest().to_string());
         // As an absolute path: a relative one (`--workspace ws`) says nothing once the
@@ -327,16 +447,38 @@ impl Runtime {
             entry.full_arguments = true;
             entry.reasons.push("arguments audited in full, unredacted (designation audit_arguments = \"full\")".into());
         }
-        if evaluation.decision == Decision::NeedsApproval {
-            return self.gate(entry, evaluation, &request, cancelled).await;
+        let budgets = evaluation
+            .caller
+            .designation
+            .as_deref()
+            .and_then(|name| policies.designation(name))
+            .map(|designation| *designation.budgets())
+            .unwrap_or_default();
+        // Suspended or over budget: refused before anything else, and not counted as a
+        // denial (the tripwire counts what the policy and the runtime refuse).
+        if let Err(reason) = self.sessions.admit(&session, &request.caller, &budgets) {
+            entry.reasons.push(format!("policy: {} ({})", entry.rule, entry.decision.name()));
+            entry.decision = Decision::Deny;
+            entry.rule = SESSION_RULE.to_string();
+            return self.record(entry, denied(reason)).await;
         }
-        match refusal(&evaluation) {
-            Some(reason) => self.record(entry, denied(reason)).await,
-            None => match evaluation.grant.clone() {
-                Some(grant) => self.run(entry, grant, Protection::of(&evaluation), cancelled).await,
-                None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await,
-            },
+        let outcome = if evaluation.decision == Decision::NeedsApproval {
+            self.gate(entry, evaluation, &request, cancelled).await?
+        } else {
+            match refusal(&evaluation) {
+                Some(reason) => self.record(entry, denied(reason)).await?,
+                None => match evaluation.grant.clone() {
+                    Some(grant) => self.run(entry, grant, Protection::of(&evaluation), cancelled).await?,
+                    None => self.record(entry, denied("policy allowed the call but gave no grant".into())).await?,
+                },
+            }
+        };
+        self.account(&session, &request.caller, &budgets, &outcome).await?;
+        if let Status::Tampered { changed, on_tamper: OnTamper::Suspend, .. } = &outcome.status {
+            let reason = format!("for tampering with protected paths ({})", changed.join(", "));
+            self.suspend_session(&session, &reason, "tamper").await?;
         }
+        Ok(outcome)
     }
 
     /// The approval gate of a needs-approval call: runs it on a valid approval (one use

@@ -13,20 +13,24 @@
 //! each batch is written under `flock(LOCK_EX)` and chained onto the newest record on disk.
 //! Readers take `flock(LOCK_SH)` only long enough to read the file's length.
 
+mod otlp;
 mod query;
 pub mod record;
 mod redact;
 mod scan;
+pub mod sign;
 mod verify;
 mod writer;
 
+pub use otlp::{OTLP_SCOPE, log_record, otlp_logs};
 pub use query::{Filter, Records, parse_since, parse_since_at, query, read_records, tail};
 pub use record::{
     AuditRecord, GENESIS_PREV, OutcomeSummary, StreamSummary, arguments_sha256, canonical_json, chain_hash,
     format_time, write_canonical,
 };
 pub use redact::{DEFAULT_REDACT_PATTERNS, Redactor};
-pub use verify::{BadKind, BadRecord, VerifyReport, verify};
+pub use sign::{CHECKPOINT_TOOL, Checkpoint, CheckpointSigner, DEFAULT_CHECKPOINT_EVERY, keygen, load_public_key};
+pub use verify::{BadKind, BadRecord, VerifyReport, verify, verify_signed};
 pub use writer::{AuditLog, AuditStats};
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -102,6 +106,8 @@ pub enum AuditError {
     BadLine { path: PathBuf, line: u64, reason: String },
     #[error("redaction pattern {pattern:?} is not a valid regex: {source}")]
     BadRedactPattern { pattern: String, source: Box<regex::Error> },
+    #[error("audit signing key {path}: {reason}")]
+    SigningKey { path: PathBuf, reason: String },
     #[error("cannot read audit settings {path}: {reason}")]
     Settings { path: PathBuf, reason: String },
     #[error(

@@ -45,7 +45,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{ApprovalRecord, AuditEntry, AuditError, Fsync, Redactor, Result};
+use super::{
+    ApprovalRecord, AuditEntry, AuditError, Fsync, Redactor, Result,
+    sign::{CHECKPOINT_TOOL, Checkpoint},
+};
 use crate::{
     outcome::{CallOutcome, CapturedOutput, Status, Usage},
     policy::Decision,
@@ -83,6 +86,9 @@ pub struct AuditRecord {
     pub isolation: Vec<String>,
     pub outcome: Option<OutcomeSummary>,
     pub violations: Vec<String>,
+    /// Set on a checkpoint record only (see [`super::sign`]); absent from every other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     /// The fsync mode the record was written with.
     pub durability: Fsync,
     /// What the writer noticed when writing this record (e.g. a torn tail it cut off).
@@ -315,11 +321,28 @@ impl PreparedRecord {
             isolation: entry.isolation,
             outcome: entry.outcome.as_ref().map(OutcomeSummary::of),
             violations,
+            checkpoint: None,
             durability,
             note: None,
             prev: String::new(),
             hash: String::new(),
         };
+        Self::of(record)
+    }
+
+    /// A checkpoint record carrying `checkpoint` (see [`super::sign`]).
+    pub(crate) fn checkpoint(checkpoint: Checkpoint, durability: Fsync) -> Result<Self> {
+        let rule = format!("audit checkpoint: signs the chain up to seq {}", checkpoint.to_seq);
+        let entry = AuditEntry::new("airlock", CHECKPOINT_TOOL, Value::Object(Map::new()), Decision::Allow, rule);
+        let mut prepared = Self::new(entry, &Redactor::none(), durability)?;
+        let value = serde_json::to_value(checkpoint).map_err(|source| AuditError::Encode { source })?;
+        // Before `durability`, where AuditRecord puts it (the hash does not depend on it).
+        let at = prepared.fields.keys().position(|k| k == "durability").unwrap_or(prepared.fields.len());
+        prepared.fields.shift_insert(at, "checkpoint".into(), value);
+        Ok(prepared)
+    }
+
+    fn of(record: AuditRecord) -> Result<Self> {
         let fields = match serde_json::to_value(record) {
             Ok(Value::Object(mut fields)) => {
                 // `hash` is the last field: shift_remove keeps the others in file order.
@@ -372,6 +395,8 @@ pub(crate) struct ChainLink {
     pub seq: u64,
     pub prev: String,
     pub hash: String,
+    /// The record's `checkpoint` object, when it is a checkpoint record.
+    pub checkpoint: Option<Value>,
 }
 
 /// Why a line is not a well-formed, self-consistent record.
@@ -417,7 +442,7 @@ pub(crate) fn check_line(line: &[u8], scratch: &mut Vec<u8>) -> std::result::Res
             ),
         });
     }
-    Ok(ChainLink { seq, prev, hash })
+    Ok(ChainLink { seq, prev, hash, checkpoint: fields.get("checkpoint").cloned() })
 }
 
 /// The first 12 characters of a hash, for messages.
@@ -516,7 +541,7 @@ mod tests {
             ]
         );
         let link = check_line(body, &mut scratch).unwrap();
-        assert_eq!(link, ChainLink { seq: 1, prev: GENESIS_PREV.into(), hash });
+        assert_eq!(link, ChainLink { seq: 1, prev: GENESIS_PREV.into(), hash, checkpoint: None });
         let record: AuditRecord = serde_json::from_slice(body).unwrap();
         assert_eq!(record.arguments_sha256, arguments_sha256(&json!({"a": 2, "b": 1})));
         assert_eq!(record.durability, Fsync::Batch);

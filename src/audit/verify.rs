@@ -16,6 +16,17 @@
 //! `prev` is [`BadKind::Inserted`] (a record from another log, or its predecessor was
 //! rewritten with a recomputed hash); a seq already seen is [`BadKind::Duplicated`] when it
 //! is a copy of that record, else [`BadKind::Inserted`].
+//!
+//! With a public key ([`verify_signed`]) every checkpoint record must also hold (see
+//! [`super::sign`]): follow the record it signs and carry a valid signature by that key
+//! ([`BadKind::BadSignature`]: e.g. an attacker edited a record and recomputed every hash
+//! after it). Records after the last valid checkpoint are an unsigned tail: the log was
+//! truncated within signed history (and the checkpoints after the cut removed), or records
+//! were appended without the key, or the writer is still running. That fails
+//! ([`BadKind::Unsigned`], naming the first unsigned record) unless the caller allows an
+//! unsigned tail, as for a log still being written. A log cut exactly after a checkpoint
+//! cannot be told from a shorter one by the log alone: compare `signed_through` with a
+//! seq you kept.
 
 use std::{
     fmt,
@@ -26,10 +37,13 @@ use std::{
 use serde::Serialize;
 use serde_json::Value;
 
+use ed25519_dalek::VerifyingKey;
+
 use super::{
     AuditError, GENESIS_PREV, Result,
     record::{LineFault, check_line, short},
     scan::open_snapshot,
+    sign::Checkpoint,
 };
 
 /// How a record breaks the chain.
@@ -52,6 +66,10 @@ pub enum BadKind {
     Truncated,
     /// The first record does not start a chain (seq 1, prev of 64 zeros).
     BadGenesis,
+    /// A checkpoint whose signature (or what it claims to sign) does not hold.
+    BadSignature,
+    /// The record is not covered by any valid checkpoint signature.
+    Unsigned,
 }
 
 impl BadKind {
@@ -66,6 +84,8 @@ impl BadKind {
             BadKind::Duplicated => "duplicated",
             BadKind::Truncated => "truncated",
             BadKind::BadGenesis => "bad-genesis",
+            BadKind::BadSignature => "bad-signature",
+            BadKind::Unsigned => "unsigned",
         }
     }
 }
@@ -105,6 +125,14 @@ pub struct VerifyReport {
     pub last_hash: String,
     /// The first record that breaks the chain, if any.
     pub first_bad: Option<BadRecord>,
+    /// With a public key: the seq of the last valid checkpoint record (0: none); `None`
+    /// when signatures were not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_through: Option<u64>,
+    /// With a public key: valid checkpoints met.
+    pub checkpoints: u64,
+    /// With a public key: verified records after the last valid checkpoint.
+    pub unsigned_tail: u64,
 }
 
 impl VerifyReport {
@@ -118,6 +146,15 @@ impl fmt::Display for VerifyReport {
     /// `intact: N records, last seq S, last hash H`, or `broken at line L (seq S): KIND:
     /// REASON` followed by how much of the log verified before it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(through) = self.signed_through
+            && self.first_bad.as_ref().is_none_or(|bad| bad.kind == BadKind::Unsigned)
+        {
+            write!(
+                f,
+                "signed through seq {through} ({} checkpoints); {} unsigned records after it; ",
+                self.checkpoints, self.unsigned_tail
+            )?;
+        }
         match &self.first_bad {
             None => {
                 write!(f, "intact: {} records, last seq {}, last hash {}", self.records, self.last_seq, self.last_hash)
@@ -140,10 +177,19 @@ impl fmt::Display for VerifyReport {
 /// writers' lock only to read the file's length; records appended after that are not
 /// checked.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
+    walk_file(path, Walk::default())
+}
+
+/// [`verify`], and every checkpoint's signature against `key`; an unsigned tail fails
+/// unless `allow_unsigned_tail` (see the module header).
+pub fn verify_signed(path: &Path, key: &VerifyingKey, allow_unsigned_tail: bool) -> Result<VerifyReport> {
+    walk_file(path, Walk { key: Some(*key), allow_unsigned_tail, ..Walk::default() })
+}
+
+fn walk_file(path: &Path, mut walk: Walk) -> Result<VerifyReport> {
     let (file, len) = open_snapshot(path)?;
     let read_err = |source| AuditError::Read { path: path.to_path_buf(), source };
     let mut reader = BufReader::with_capacity(1 << 16, file.take(len));
-    let mut walk = Walk::default();
     let mut buf = Vec::with_capacity(4096);
     let mut scratch = Vec::with_capacity(4096);
     let mut line = 0u64;
@@ -171,6 +217,12 @@ struct Walk {
     /// Hashes of the good records; `hashes[i]` is the record with seq `i + 1`.
     hashes: Vec<[u8; 32]>,
     last_hash: Option<String>,
+    /// Checks checkpoint signatures when set.
+    key: Option<VerifyingKey>,
+    allow_unsigned_tail: bool,
+    /// seq of the last valid checkpoint record.
+    signed_through: u64,
+    checkpoints: u64,
 }
 
 impl Walk {
@@ -182,12 +234,36 @@ impl Walk {
         self.last_hash.as_deref().unwrap_or(GENESIS_PREV)
     }
 
-    fn report(self, first_bad: Option<BadRecord>) -> VerifyReport {
+    fn report(self, mut first_bad: Option<BadRecord>) -> VerifyReport {
+        let records = self.hashes.len() as u64;
+        let unsigned_tail = if self.key.is_some() { records - self.signed_through } else { 0 };
+        if self.key.is_some() && first_bad.is_none() && unsigned_tail > 0 && !self.allow_unsigned_tail {
+            let seq = self.signed_through + 1;
+            let why = if self.checkpoints == 0 {
+                "the log has no checkpoint signed by this key".to_string()
+            } else {
+                format!("the last valid checkpoint is seq {}", self.signed_through)
+            };
+            first_bad = Some(BadRecord {
+                line: seq,
+                seq: Some(seq),
+                kind: BadKind::Unsigned,
+                reason: format!(
+                    "line {seq} (seq {seq}) and the {} records after it are not covered by a signature ({why}): the log \
+                     was truncated within signed history, or records were appended without the key; for a log still \
+                     being written, pass --allow-unsigned-tail",
+                    unsigned_tail - 1
+                ),
+            });
+        }
         VerifyReport {
-            records: self.hashes.len() as u64,
-            last_seq: self.hashes.len() as u64,
+            records,
+            last_seq: records,
             last_hash: self.last_hash.unwrap_or_else(|| GENESIS_PREV.to_owned()),
             first_bad,
+            signed_through: self.key.map(|_| self.signed_through),
+            checkpoints: self.checkpoints,
+            unsigned_tail,
         }
     }
 
@@ -237,6 +313,21 @@ impl Walk {
         let (seq, want_seq) = (link.seq, self.expected_seq());
         let want_prev = self.expected_prev().to_owned();
         if seq == want_seq && link.prev == want_prev {
+            if let (Some(key), Some(value)) = (&self.key, &link.checkpoint) {
+                let checked = serde_json::from_value::<Checkpoint>(value.clone())
+                    .map_err(|e| format!("its checkpoint is not readable ({e})"))
+                    .and_then(|checkpoint| checkpoint.check(seq, &link.prev, key));
+                if let Err(reason) = checked {
+                    return Ok(Some(BadRecord {
+                        line,
+                        seq: Some(seq),
+                        kind: BadKind::BadSignature,
+                        reason: format!("line {line} (seq {seq}) is a checkpoint that does not hold: {reason}"),
+                    }));
+                }
+                self.signed_through = seq;
+                self.checkpoints += 1;
+            }
             let mut raw = [0u8; 32];
             // check_line proved `hash` is the hex sha256 it recomputed.
             let _ = hex::decode_to_slice(&link.hash, &mut raw);

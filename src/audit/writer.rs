@@ -40,6 +40,7 @@ use super::{
     AuditConfig, AuditEntry, AuditError, Fsync, GENESIS_PREV, Redactor, Result,
     record::{LineFault, PreparedRecord, check_line, format_time, short},
     scan::{count_lines, read_tail, retry_interrupted},
+    sign::CheckpointSigner,
 };
 
 /// Caps the records written in one group commit, so a flood of appenders cannot make one
@@ -124,6 +125,13 @@ impl AuditLog {
     /// line that is not a valid record of the chain (not JSON, hash mismatch, not linked to
     /// the record before it) is an [`AuditError::CorruptTail`]: run `airlock audit verify`.
     pub fn open(path: &Path, config: AuditConfig) -> Result<AuditLog> {
+        Self::open_signed(path, config, None)
+    }
+
+    /// [`AuditLog::open`], with checkpoints signed by `signer` (see [`super::sign`]): one
+    /// after every `signer.every` records, and one when the log closes (or is dropped) with
+    /// records after the last checkpoint.
+    pub fn open_signed(path: &Path, config: AuditConfig, signer: Option<CheckpointSigner>) -> Result<AuditLog> {
         let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
@@ -160,6 +168,8 @@ impl AuditLog {
             head_hash: GENESIS_PREV.to_owned(),
             known_len: 0,
             pending_note: None,
+            signer,
+            last_checkpoint: 0,
             scratch: Vec::with_capacity(4096),
             line: Vec::with_capacity(4096),
         };
@@ -294,6 +304,10 @@ struct Writer {
     known_len: u64,
     /// Goes in the next record (e.g. a torn tail was cut off).
     pending_note: Option<String>,
+    /// Signs checkpoints, when the log is signed.
+    signer: Option<CheckpointSigner>,
+    /// seq of the newest checkpoint record this writer knows of (0: none).
+    last_checkpoint: u64,
     /// Reused buffers: canonical bytes for hashing, and the batch's lines.
     scratch: Vec<u8>,
     line: Vec<u8>,
@@ -335,8 +349,12 @@ impl Writer {
                 }
             }
         }
-        // Every sender is gone: the queue is drained. Make `off`-mode records durable too.
-        let this = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Every sender is gone: the queue is drained. Sign what the last checkpoint does not
+        // cover, then make `off`-mode records durable too.
+        let mut this = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = this.final_checkpoint() {
+            tracing::error!(path = %this.path.display(), %error, "could not write the closing audit checkpoint");
+        }
         if this.shared.cause().is_none() && this.fsync == Fsync::Off {
             let _ = this.file.sync_data();
         }
@@ -389,8 +407,9 @@ impl Writer {
                 let prev = self.head_hash.clone();
                 match self.seal(record, self.head_seq, &prev) {
                     Ok((seq, hash)) => {
+                        let (head, head_hash) = self.checkpoint_if_due(seq, hash)?;
                         self.write_line_batch(true)?;
-                        self.advance(seq, hash, 1);
+                        self.advance(head, head_hash, head - seq + 1);
                         results.push(Ok(seq));
                     }
                     Err(e) => results.push(Err(e)),
@@ -405,8 +424,8 @@ impl Writer {
         for record in records {
             match self.seal(record, seq, &hash) {
                 Ok((s, h)) => {
-                    (seq, hash) = (s, h);
                     answers.push(Ok(s));
+                    (seq, hash) = self.checkpoint_if_due(s, h)?;
                 }
                 Err(e) => answers.push(Err(e)),
             }
@@ -429,6 +448,53 @@ impl Writer {
         let hash = record.seal_into(seq, &time, note, prev, &mut self.scratch, &mut self.line)?;
         self.pending_note = None;
         Ok((seq, hash))
+    }
+
+    /// After record (`seq`, `hash`) was sealed into `self.line`: seals a checkpoint after
+    /// it when one is due. Returns the new head.
+    fn checkpoint_if_due(&mut self, seq: u64, hash: String) -> Result<(u64, String)> {
+        match &self.signer {
+            Some(signer) if seq.saturating_sub(self.last_checkpoint) >= signer.every => self.seal_checkpoint(seq, hash),
+            _ => Ok((seq, hash)),
+        }
+    }
+
+    /// Seals a checkpoint over the chain up to (`seq`, `hash`) into `self.line`.
+    fn seal_checkpoint(&mut self, seq: u64, hash: String) -> Result<(u64, String)> {
+        let Some(signer) = &self.signer else {
+            return Ok((seq, hash));
+        };
+        let checkpoint = signer.sign(self.last_checkpoint + 1, seq, &hash);
+        let record = PreparedRecord::checkpoint(checkpoint, self.fsync)?;
+        let time = format_time(SystemTime::now());
+        let sealed = record.seal_into(seq + 1, &time, None, &hash, &mut self.scratch, &mut self.line)?;
+        self.last_checkpoint = seq + 1;
+        Ok((seq + 1, sealed))
+    }
+
+    /// At close: a checkpoint over the records after the last one, if any, written and
+    /// synced under the lock.
+    fn final_checkpoint(&mut self) -> Result<()> {
+        if self.signer.is_none() || self.shared.cause().is_some() {
+            return Ok(());
+        }
+        self.lock()?;
+        let result = (|| {
+            let len = self.current_len()?;
+            if len != self.known_len {
+                self.resync(len)?;
+            }
+            if self.head_seq <= self.last_checkpoint {
+                return Ok(());
+            }
+            self.line.clear();
+            let (seq, hash) = self.seal_checkpoint(self.head_seq, self.head_hash.clone())?;
+            self.write_line_batch(true)?;
+            self.advance(seq, hash, 1);
+            Ok(())
+        })();
+        self.unlock();
+        result
     }
 
     fn advance(&mut self, seq: u64, hash: String, records: u64) {
@@ -557,6 +623,9 @@ impl Writer {
         } else {
             (1, GENESIS_PREV.to_owned())
         };
+        if link.checkpoint.is_some() {
+            self.last_checkpoint = link.seq;
+        }
         if link.seq != want_seq || link.prev != want_prev {
             return Err(format!(
                 "the last record (seq {}, prev {}) does not follow the record before it (expected \

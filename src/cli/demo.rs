@@ -1,8 +1,13 @@
 //! `airlock demo`: the whole pipeline on the built-in policies, in a temporary workspace.
 //!
-//! Four calls, each through policy, the wasm backend and the audit log: one allowed (a
-//! messy CSV cleaned), one denied by the caller's designation, one stopped by a limit, one
-//! that tries to leave its preopen; then the audit chain is verified.
+//! Every layer once, on real tools: through the library, a wasm tool cleans a messy CSV,
+//! a read-only reviewer is denied by its designation, a wasm tool is stopped by its output
+//! limit, another cannot leave its preopen; a Python script runs in the process jail and
+//! reports that the host, the network and the rest of the workspace are out of its reach;
+//! an edit of the protected tests made behind airlock's back marks the next call tampered;
+//! a deployment waits for a human's approval bound to its exact arguments, then runs. Then
+//! the same runtime serves a Unix socket and an MCP client lists and calls tools over
+//! it. Last, the audit log's hash chain is verified.
 
 use std::{fmt::Write as _, path::Path, process::ExitCode};
 
@@ -10,7 +15,12 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use airlock::{CallOutcome, CallRequest, Runtime, Status, audit};
+use airlock::{
+    CallOutcome, CallRequest, Runtime, Status,
+    approvals::Verdict,
+    audit,
+    service::{ServeConfig, client::AsyncClient, server::Server},
+};
 
 use super::PoliciesArg;
 
@@ -30,7 +40,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     write_workspace(&workspace)?;
     let policies = args.policies.dir();
     println!("airlock demo: policies {}, workspace {}", policies.display(), workspace.display());
-    let runtime = Runtime::builder(&policies).audit_path(&audit_path).build()?;
+    let approvals_dir = temp.path().join("approvals");
+    let runtime = Runtime::builder(&policies).audit_path(&audit_path).approvals_dir(&approvals_dir).build()?;
 
     let calls = [
         (
@@ -51,13 +62,44 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "4. escape: wc is asked for a file outside the workspace preopen",
             CallRequest::new("agent", "wc", &workspace).arguments(json!({ "path": "../../../../etc/passwd" })),
         ),
+        (
+            "5. jail: a Python script summarises the clean CSV in the process jail and probes its walls",
+            CallRequest::new("agent", "python", &workspace).arguments(json!({ "script": "analyze.py" })),
+        ),
     ];
     for (title, request) in calls {
         println!("\n== {title}");
         let outcome = runtime.call(request).await?;
         print!("{}", describe(&outcome));
     }
+
+    println!("\n== 6. tamper: between calls, something outside airlock edits tests/; the next call says so");
+    std::fs::write(workspace.join("tests/test_people.py"), "def test_people_are_deduplicated():\n    pass\n")?;
+    let outcome = runtime
+        .call(CallRequest::new("agent", "python", &workspace).arguments(json!({ "script": "analyze.py" })))
+        .await?;
+    print!("{}", describe(&outcome));
+
+    println!("\n== 7. approval: the agent asks to ship build/app-1.0.0.txt (release is `deploy`: a human decides)");
+    let release =
+        || CallRequest::new("agent", "release", &workspace).arguments(json!({ "artifact": "build/app-1.0.0.txt" }));
+    let outcome = runtime.call(release()).await?;
+    print!("{}", describe(&outcome));
+    if let Status::NeedsApproval { approval_id, .. } = &outcome.status {
+        println!("-- the operator approves {approval_id} once (`airlock approvals approve {approval_id}`)");
+        runtime.approvals().decide(approval_id, "operator", Verdict::Approve { uses: 1 })?;
+        let outcome = runtime.call(release()).await?;
+        print!("{}", describe(&outcome));
+        println!("dist/ now holds: {}", list_dir(&workspace.join("dist")));
+        println!("-- the agent retries with another artifact: the approval does not carry over");
+        let other = CallRequest::new("agent", "release", &workspace).arguments(json!({ "artifact": "notes.txt" }));
+        print!("{}", describe(&runtime.call(other).await?));
+    }
     runtime.close().await?;
+
+    println!("\n== 8. socket: the runtime serves a Unix socket; a client lists and calls tools over JSON-RPC (MCP)");
+    let runtime = Runtime::builder(&policies).audit_path(&audit_path).approvals_dir(&approvals_dir).build()?;
+    serve_and_call(runtime, &temp.path().join("airlock.sock"), &workspace).await?;
 
     println!("\n== audit verify {}", audit_path.display());
     let report = audit::verify(&audit_path)?;
@@ -70,10 +112,106 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// A workspace with a messy CSV, a note and a large log.
+/// Serves `runtime` on `socket` and, as a client of it, initializes, lists the tools this
+/// peer's uid may see and calls one; then stops the service in order.
+async fn serve_and_call(runtime: Runtime, socket: &Path, workspace: &Path) -> anyhow::Result<()> {
+    let mut config = ServeConfig::new(socket);
+    config.service.workspace = Some(workspace.to_path_buf());
+    let server = Server::bind(runtime, config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let session = client_session(socket).await;
+    let _ = stop.send(());
+    serving.await.context("the service task failed")??;
+    session
+}
+
+/// One client connection of the demo's step 8.
+async fn client_session(socket: &Path) -> anyhow::Result<()> {
+    let mut client = AsyncClient::connect(socket).await?;
+    client.set_timeout(Some(std::time::Duration::from_secs(60)));
+    let init = client.initialize(json!({})).await?;
+    println!(
+        "initialize: {} (protocol {}); this peer is caller {} with designation {}",
+        init["serverInfo"]["name"],
+        init["protocolVersion"],
+        init["_meta"]["airlock/caller"],
+        init["_meta"]["airlock/designation"]
+    );
+    let listed = client.call("tools/list", json!({})).await?;
+    let names: Vec<&str> =
+        listed["tools"].as_array().into_iter().flatten().filter_map(|tool| tool["name"].as_str()).collect();
+    println!("tools/list: {}", names.join(", "));
+    let result = client
+        .call("tools/call", json!({ "name": "sha256sum", "arguments": { "paths": ["data/people.clean.csv"] } }))
+        .await?;
+    let text = result["content"][0]["text"].as_str().unwrap_or_default().trim_end();
+    println!(
+        "tools/call sha256sum: isError {}, status {}, audit record #{}\n  | {text}",
+        result["isError"], result["structuredContent"]["status"]["kind"], result["structuredContent"]["audit_seq"]
+    );
+    let refused = client.call("tools/call", json!({ "name": "apply-patch", "arguments": { "patch": "" } })).await?;
+    println!(
+        "tools/call apply-patch: isError {}, status {}, audit record #{}\n  | {}",
+        refused["isError"],
+        refused["structuredContent"]["status"]["kind"],
+        refused["structuredContent"]["audit_seq"],
+        refused["structuredContent"]["status"]["reason"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// The names in `dir`, sorted, comma-separated.
+fn list_dir(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.join(", ")
+}
+
+/// The Python script of step 5: it does its job (a summary in out/) and then tries what a
+/// misbehaving script would, printing what stopped each attempt.
+const ANALYZE_PY: &str = r#"import csv, os, socket
+
+with open("data/people.clean.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+domains = sorted({row["email"].split("@")[1] for row in rows})
+with open("out/summary.txt", "w") as out:
+    out.write(f"{len(rows)} people from {', '.join(domains)}\n")
+print(f"summary: {len(rows)} people from {', '.join(domains)} (written to out/summary.txt)")
+
+def probe(what, attempt):
+    try:
+        attempt()
+        print(f"NOT BLOCKED: {what}")
+    except OSError as error:
+        print(f"blocked: {what}: {error.strerror or error}")
+
+probe("edit the tests (tests/test_people.py)", lambda: open("tests/test_people.py", "a").write("assert True\n"))
+probe("read /etc/shadow", lambda: open("/etc/shadow").read())
+probe("write to the host's /var/tmp", lambda: open("/var/tmp/airlock-demo-escape", "w").write("x"))
+probe("connect to 1.1.1.1:443", lambda: socket.create_connection(("1.1.1.1", 443), timeout=2))
+pids = [name for name in os.listdir("/proc") if name.isdigit()]
+print(f"/proc shows {len(pids)} process(es); this script is pid {os.getpid()}: the host's processes are out of sight")
+"#;
+
+/// A workspace with a messy CSV, a note, a large log, tests, a build artifact and a Python
+/// script.
 fn write_workspace(workspace: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(workspace.join("data"))?;
-    std::fs::create_dir_all(workspace.join("logs"))?;
+    for dir in ["data", "logs", "tests", "build", "dist", "out"] {
+        std::fs::create_dir_all(workspace.join(dir))?;
+    }
+    std::fs::write(workspace.join("analyze.py"), ANALYZE_PY)?;
+    std::fs::write(
+        workspace.join("tests/test_people.py"),
+        "def test_people_are_deduplicated():\n    assert open(\"out/summary.txt\").read().startswith(\"3 people\")\n",
+    )?;
+    std::fs::write(workspace.join("build/app-1.0.0.txt"), "app 1.0.0\n")?;
     std::fs::write(
         workspace.join("data/people.csv"),
         "id,name,email\n\
@@ -102,6 +240,13 @@ fn describe(outcome: &CallOutcome) -> String {
         Status::Denied { reason } => format!("denied: {reason}"),
         Status::LimitExceeded { limit } => format!("limit-exceeded: {}", limit.name()),
         Status::Trapped { trap } => format!("trapped: {trap}"),
+        Status::Tampered { changed, ran, .. } => {
+            let ran = if *ran { "the tool ran" } else { "the tool did not run" };
+            format!("tampered ({ran}); changed: {}", changed.join(", "))
+        }
+        Status::NeedsApproval { approval_id, expires_at } => {
+            format!("needs-approval: pending approval {approval_id}, expires {expires_at}")
+        }
         other => other.name().to_string(),
     };
     let _ = writeln!(text, "status: {status}");
@@ -120,7 +265,9 @@ fn describe(outcome: &CallOutcome) -> String {
             stream.total_bytes,
             if stream.truncated { format!(" (truncated: kept {})", stream.bytes.len()) } else { String::new() }
         );
-        for line in lines.by_ref().take(3) {
+        // A short output whole, a long one by its first lines.
+        let shown = if stream.total_bytes <= 1024 { 10 } else { 3 };
+        for line in lines.by_ref().take(shown) {
             let _ = writeln!(text, "  | {}", line.chars().take(120).collect::<String>());
         }
         if lines.next().is_some() {

@@ -19,6 +19,7 @@ mod mcp;
 mod policy;
 mod run;
 mod serve;
+mod sessions;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
@@ -89,7 +90,7 @@ enum Command {
     /// Check, explain, or describe policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Verify, tail or query the audit log.
+    /// Verify (with signatures), tail, query or export the audit log; make a signing key.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Serve tools on a Unix socket: JSON-RPC 2.0 with MCP's methods, one object per line,
@@ -100,6 +101,9 @@ enum Command {
     /// List, show, approve or deny the approvals calls are waiting for: through a running
     /// `airlock serve` (--socket), or on the approvals directory itself (--state-dir).
     Approvals(approvals::ApprovalsArgs),
+    /// List or show the sessions of a running `airlock serve`, and resume a suspended one
+    /// (admin callers only).
+    Sessions(sessions::SessionsArgs),
 }
 
 /// Where the policies are.
@@ -169,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => with_tokio(serve::serve(args)),
         Command::Mcp(args) => mcp::mcp(args),
         Command::Approvals(args) => approvals::approvals(args),
+        Command::Sessions(args) => sessions::sessions(args),
     };
     match result {
         Ok(code) => code,

@@ -182,6 +182,10 @@ pub struct RunJailArgs {
     /// Make PATH visible read-write, at its own path. Repeatable.
     #[arg(long = "rw", value_name = "PATH")]
     rw: Vec<PathBuf>,
+    /// Keep PATH read-only although it lies in an `--rw` path (like a tool's
+    /// `files.protected`): it cannot be written, removed, renamed or replaced. Repeatable.
+    #[arg(long = "protect", value_name = "PATH")]
+    protect: Vec<PathBuf>,
     /// Set an environment variable (nothing else is passed). Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -234,6 +238,14 @@ pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
             path.canonicalize().with_context(|| format!("cannot grant {}: it does not exist", path.display()))?;
         grant.mounts.push(Mount { guest: host.to_string_lossy().into_owned(), host, writable });
     }
+    for path in &args.protect {
+        let host =
+            path.canonicalize().with_context(|| format!("cannot protect {}: it does not exist", path.display()))?;
+        if !grant.mounts.iter().any(|m| m.writable && host.starts_with(&m.host)) {
+            bail!("--protect {}: it is not inside an --rw path, so it is read-only already", path.display());
+        }
+        grant.protected.push(Mount { guest: host.to_string_lossy().into_owned(), host, writable: false });
+    }
     grant.env = env_pairs(&args.env)?;
     let defaults = Limits::default();
     grant.limits = Limits {
@@ -276,6 +288,7 @@ pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
         "executable": executable,
         "ro": args.ro,
         "rw": args.rw,
+        "protect": args.protect,
         "env": grant.env,
         "cwd": cwd,
     });

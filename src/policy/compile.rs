@@ -17,10 +17,10 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::{
-    AuditSettings, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
+    AuditSettings, Budgets, CallerPolicy, CallerTable, Decision, Designation, PolicySet, ToolPolicy,
     decision::{DEPLOY_CATEGORY, DesignationExtras, NETWORK_CATEGORY},
     error::{PolicyError, PolicyErrors, SourceFile, list_or_none, whole_file_error},
-    file::{AuditFile, CallersFile, DesignationsFile, ToolFile},
+    file::{AuditFile, BudgetsFile, CallersFile, DesignationsFile, ToolFile},
     grant::{EnvGrants, FileGrants, HostPath, JailGrant, Layer, Limits, Program, SeccompGrant, WorkspacePath},
     invoke::{ArgTemplate, Invocation, StdinTemplate},
 };
@@ -469,7 +469,8 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
             body.justification.get_ref().clone(),
             rules.into_iter().map(|(c, (d, _))| (c, d)).collect(),
             extras,
-        );
+        )
+        .with_budgets(compile_budgets(source, name_str, body.budgets.as_ref(), errors));
         for (index, example) in body.examples.iter().enumerate() {
             let example_body = example.get_ref();
             let mut example_ok = true;
@@ -508,6 +509,56 @@ fn compile_designations(source: &SourceFile, errors: &mut Vec<PolicyError>) -> O
         designations.insert(name_str.clone(), compiled);
     }
     Some(DesignationTable { categories, designations })
+}
+
+/// `[designations.NAME.budgets]`, validated: counts above zero, seconds finite and above
+/// zero. A bad value is reported and left out.
+fn compile_budgets(
+    source: &SourceFile,
+    designation: &str,
+    budgets: Option<&Spanned<BudgetsFile>>,
+    errors: &mut Vec<PolicyError>,
+) -> Budgets {
+    let Some(budgets) = budgets else {
+        return Budgets::default();
+    };
+    let file = budgets.get_ref();
+    let mut count = |key: &str, value: &Option<Spanned<i64>>| -> Option<u64> {
+        let value = value.as_ref()?;
+        match u64::try_from(*value.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push(source.error_at(
+                    value.span(),
+                    format!(
+                        "designation \"{designation}\": budget `{key}` is {}, not a count above zero",
+                        value.get_ref()
+                    ),
+                    format!("give `{key}` a whole number above zero, or leave it out for no budget"),
+                ));
+                None
+            }
+        }
+    };
+    let calls_per_minute = count("calls_per_minute", &file.calls_per_minute);
+    let output_bytes = count("output_bytes", &file.output_bytes);
+    let denials_before_suspend = count("denials_before_suspend", &file.denials_before_suspend);
+    let mut seconds = |key: &str, value: &Option<Spanned<f64>>| -> Option<f64> {
+        let value = value.as_ref()?;
+        let n = *value.get_ref();
+        if n.is_finite() && n > 0.0 {
+            return Some(n);
+        }
+        errors.push(source.error_at(
+            value.span(),
+            format!("designation \"{designation}\": budget `{key}` is {n}, not a number of seconds above zero"),
+            format!("give `{key}` a number of seconds above zero (e.g. 600 or 0.5), or leave it out for no budget"),
+        ));
+        None
+    };
+    let cpu_seconds = seconds("cpu_seconds", &file.cpu_seconds);
+    let wall_seconds = seconds("wall_seconds", &file.wall_seconds);
+    Budgets { calls_per_minute, cpu_seconds, wall_seconds, output_bytes, denials_before_suspend }
 }
 
 fn compile_callers(
@@ -574,8 +625,31 @@ fn compile_callers(
 
 fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<AuditSettings> {
     let file: AuditFile = parse(source, errors)?;
+    let mut settings = AuditSettings { fsync: file.fsync, ..AuditSettings::default() };
+    if let Some(key) = &file.signing_key {
+        let path = std::path::PathBuf::from(key.get_ref());
+        if path.is_absolute() {
+            settings.signing_key = Some(path);
+        } else {
+            errors.push(source.error_at(
+                key.span(),
+                format!("signing_key {:?} is not an absolute path", key.get_ref()),
+                "give the key's absolute path, outside every workspace and the policies (make one with `airlock audit keygen --out FILE`)",
+            ));
+        }
+    }
+    if let Some(every) = &file.checkpoint_every {
+        match u64::try_from(*every.get_ref()) {
+            Ok(n) if n > 0 => settings.checkpoint_every = n,
+            _ => errors.push(source.error_at(
+                every.span(),
+                format!("checkpoint_every is {}, not a count above zero", every.get_ref()),
+                "give the number of records between signed checkpoints, e.g. 100",
+            )),
+        }
+    }
     let Some(patterns) = &file.redact else {
-        return Some(AuditSettings { fsync: file.fsync, ..AuditSettings::default() });
+        return Some(settings);
     };
     let mut redact = Vec::new();
     for pattern in patterns {
@@ -594,7 +668,7 @@ fn compile_audit(source: &SourceFile, errors: &mut Vec<PolicyError>) -> Option<A
             }
         }
     }
-    Some(AuditSettings { fsync: file.fsync, redact })
+    Some(AuditSettings { redact, ..settings })
 }
 
 /// A TOML value as JSON. Datetimes and non-finite floats have no JSON form.

@@ -109,6 +109,8 @@ pub struct Designation {
     protected: Vec<WorkspacePath>,
     audit_arguments: AuditArguments,
     on_tamper: OnTamper,
+    /// What one session may spend (`[designations.NAME.budgets]`).
+    budgets: Budgets,
 }
 
 /// The parts of a designation beyond its category lists (compile fills them in).
@@ -134,6 +136,25 @@ impl Default for DesignationExtras {
         }
     }
 }
+
+/// Per-session budgets of a designation; `None` is no budget. Validated by `compile`:
+/// counts are above zero, seconds finite and above zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Budgets {
+    /// Calls started in any 60 s window.
+    pub calls_per_minute: Option<u64>,
+    /// CPU time of the session's calls, in seconds (wasm: its wall time).
+    pub cpu_seconds: Option<f64>,
+    /// Wall time of the session's calls, in seconds.
+    pub wall_seconds: Option<f64>,
+    /// stdout + stderr bytes the session's tools wrote.
+    pub output_bytes: Option<u64>,
+    /// Denied calls after which the session is suspended until an admin resumes it.
+    pub denials_before_suspend: Option<u64>,
+}
+
+// Budgets hold finite floats only (compile checks), so equality is total.
+impl Eq for Budgets {}
 
 /// Why a designation decided what it did for a set of categories.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,7 +190,19 @@ impl Designation {
             protected: extras.protected,
             audit_arguments: extras.audit_arguments,
             on_tamper: extras.on_tamper,
+            budgets: Budgets::default(),
         }
+    }
+
+    /// The designation with its validated budgets.
+    pub(crate) fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    /// What one session of a caller with this designation may spend.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// The designation's name.

@@ -278,6 +278,21 @@ pub(crate) struct DesignationFile {
     pub on_tamper: Option<OnTamper>,
     #[serde(default)]
     pub examples: Vec<Spanned<DesignationExampleFile>>,
+    /// Per-session budgets (`[designations.NAME.budgets]`); absent: none.
+    #[serde(default)]
+    pub budgets: Option<Spanned<BudgetsFile>>,
+}
+
+/// `[designations.NAME.budgets]`: what one session of a caller with this designation may
+/// spend. Every key is optional; an absent key is no budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetsFile {
+    pub calls_per_minute: Option<Spanned<i64>>,
+    pub cpu_seconds: Option<Spanned<f64>>,
+    pub wall_seconds: Option<Spanned<f64>>,
+    pub output_bytes: Option<Spanned<i64>>,
+    pub denials_before_suspend: Option<Spanned<i64>>,
 }
 
 /// A designation example: a tool with these categories (and, optionally, network entries,
@@ -327,6 +342,12 @@ pub(crate) struct AuditFile {
     pub fsync: Fsync,
     /// Absent: [`crate::audit::DEFAULT_REDACT_PATTERNS`]; `[]` turns redaction off.
     pub redact: Option<Vec<Spanned<String>>>,
+    /// The Ed25519 key that signs checkpoints (an absolute path); absent: unsigned.
+    #[serde(default)]
+    pub signing_key: Option<Spanned<String>>,
+    /// Records between signed checkpoints (default 100).
+    #[serde(default)]
+    pub checkpoint_every: Option<Spanned<i64>>,
 }
 
 /// The JSON Schema of a tool file (`policies/tools/NAME.toml`), generated from the types

@@ -21,7 +21,7 @@ mod file;
 mod grant;
 mod invoke;
 
-pub use decision::{AuditArguments, CategoryVerdict, DEFAULT_PROTECTED, Decision, Designation, OnTamper};
+pub use decision::{AuditArguments, Budgets, CategoryVerdict, DEFAULT_PROTECTED, Decision, Designation, OnTamper};
 pub use error::{PolicyError, PolicyErrors};
 pub use evaluate::{EvaluatedCaller, Evaluation, ToolInfo};
 pub use file::tool_file_schema;
@@ -194,6 +194,11 @@ pub struct AuditSettings {
     /// Regexes (already checked to compile): argument keys at any depth and env names that
     /// match are redacted in the audit log.
     pub redact: Vec<String>,
+    /// The Ed25519 key that signs checkpoints (absolute; outside every grant); `None`:
+    /// the log is not signed.
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Records between signed checkpoints.
+    pub checkpoint_every: u64,
 }
 
 impl Default for AuditSettings {
@@ -202,6 +207,8 @@ impl Default for AuditSettings {
         AuditSettings {
             fsync: Fsync::Batch,
             redact: crate::audit::DEFAULT_REDACT_PATTERNS.iter().map(|p| p.to_string()).collect(),
+            signing_key: None,
+            checkpoint_every: crate::audit::DEFAULT_CHECKPOINT_EVERY,
         }
     }
 }

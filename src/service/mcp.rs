@@ -18,7 +18,7 @@ use super::{
     peer::Identity,
     protocol::{
         APPROVAL_FAILED, FORBIDDEN, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_INITIALIZED,
-        POLICY_REJECTED, RequestId, Response, RpcError, json_type,
+        POLICY_REJECTED, RequestId, Response, RpcError, SESSION_FAILED, json_type,
     },
     workspace::WORKSPACE_META,
 };
@@ -45,13 +45,16 @@ pub const APPROVAL_WAIT_META: &str = "airlock/approvalWaitMs";
 const MAX_TAIL: u64 = 10_000;
 
 /// Methods that need `initialize` first and run as their own task.
-const SPAWNED_METHODS: [&str; 6] = [
+const SPAWNED_METHODS: [&str; 9] = [
     "tools/call",
     "airlock/approvals.list",
     "airlock/approvals.get",
     "airlock/approvals.decide",
     "airlock/audit.tail",
     "airlock/policy.reload",
+    "airlock/sessions.list",
+    "airlock/sessions.show",
+    "airlock/sessions.resume",
 ];
 
 fn error(id: &RequestId, code: i64, message: impl Into<String>) -> Response {
@@ -89,7 +92,7 @@ impl Connection {
                 METHOD_NOT_FOUND,
                 format!(
                     "no method {method:?}; this server has initialize, ping, tools/list, tools/call and, for admin \
-                     callers, airlock/approvals.list|get|decide, airlock/audit.tail, airlock/policy.reload"
+                     callers, airlock/approvals.list|get|decide, airlock/audit.tail, airlock/policy.reload, airlock/sessions.list|show|resume"
                 ),
             )),
         }
@@ -326,6 +329,9 @@ impl Connection {
             "airlock/approvals.list" => self.approvals_list(id, params).await,
             "airlock/approvals.get" => self.approvals_get(id, params).await,
             "airlock/approvals.decide" => self.approvals_decide(id, params, &caller).await,
+            "airlock/sessions.list" => self.sessions_list(id).await,
+            "airlock/sessions.show" => self.sessions_show(id, &params).await,
+            "airlock/sessions.resume" => self.sessions_resume(id, &params, &caller).await,
             _ => error(id, METHOD_NOT_FOUND, format!("no method {method:?}")),
         }
     }
@@ -379,6 +385,49 @@ impl Connection {
             }
             Ok(Err(failure)) => error(id, APPROVAL_FAILED, failure.to_string()),
             Err(join) => error(id, INTERNAL_ERROR, format!("deciding the approval failed: {join}")),
+        }
+    }
+
+    /// `airlock/sessions.list` -> `{sessions: [SessionInfo...]}`: the sessions this service
+    /// has counted, and every suspended one.
+    async fn sessions_list(&self, id: &RequestId) -> Response {
+        let runtime = Arc::clone(&self.service.runtime);
+        match tokio::task::spawn_blocking(move || runtime.sessions().list()).await {
+            Ok(Ok(list)) => Response::result(id, json!({ "sessions": list })),
+            Ok(Err(failure)) => error(id, SESSION_FAILED, failure.to_string()),
+            Err(join) => error(id, INTERNAL_ERROR, format!("listing the sessions failed: {join}")),
+        }
+    }
+
+    /// `airlock/sessions.show` (`{session}`) -> `{session: SessionInfo}`.
+    async fn sessions_show(&self, id: &RequestId, params: &Map<String, Value>) -> Response {
+        let Some(session) = params.get("session").and_then(Value::as_str).map(str::to_string) else {
+            return error(id, INVALID_PARAMS, "bad params: sessions.show takes {\"session\": ID}");
+        };
+        let runtime = Arc::clone(&self.service.runtime);
+        match tokio::task::spawn_blocking(move || runtime.sessions().show(&session)).await {
+            Ok(Ok(info)) => Response::result(id, json!({ "session": info })),
+            Ok(Err(failure)) => error(id, SESSION_FAILED, failure.to_string()),
+            Err(join) => error(id, INTERNAL_ERROR, format!("reading the session failed: {join}")),
+        }
+    }
+
+    /// `airlock/sessions.resume` (`{session}`) -> `{resumed: Suspension}`; audited, with the
+    /// connection's caller (and uid) as who resumed it.
+    async fn sessions_resume(&self, id: &RequestId, params: &Map<String, Value>, caller: &Caller) -> Response {
+        let Some(session) = params.get("session").and_then(Value::as_str) else {
+            return error(id, INVALID_PARAMS, "bad params: sessions.resume takes {\"session\": ID}");
+        };
+        let by = match &self.identity {
+            Identity::Peer(peer) => format!("{} (uid {})", caller.name, peer.uid),
+            Identity::Named(_) => caller.name.clone(),
+        };
+        match self.service.runtime.resume_session(session, &by).await {
+            Ok(lifted) => {
+                tracing::info!(session, by, "session resumed");
+                Response::result(id, json!({ "resumed": lifted }))
+            }
+            Err(failure) => error(id, SESSION_FAILED, failure.to_string()),
         }
     }
 

@@ -16,7 +16,9 @@
 //! Methods: `initialize`, `notifications/initialized`, `ping`, `tools/list`, `tools/call`,
 //! `notifications/cancelled`, and for admin callers (callers.toml `admin = true`)
 //! `airlock/approvals.list`, `airlock/approvals.get`, `airlock/approvals.decide`,
-//! `airlock/audit.tail`, `airlock/policy.reload`. The service sends
+//! `airlock/audit.tail`, `airlock/policy.reload`, `airlock/sessions.list`,
+//! `airlock/sessions.show` (`{session}`), `airlock/sessions.resume` (`{session}`; audited,
+//! the resumer is the connection's caller and uid). The service sends
 //! `notifications/tools/list_changed` after a policy reload.
 //!
 //! - **Identity**: the socket peer's uid (kernel credentials), mapped by callers.toml
@@ -28,6 +30,8 @@
 //!   `_meta["airlock/workspace"]` (on `initialize` for the connection, on `tools/call` for
 //!   one call) inside a `--workspace-root` (see [`workspace`]).
 //! - **Session**: the connection's id, unless `tools/call` sets `_meta["airlock/session"]`.
+//!   Budgets (`[designations.NAME.budgets]`) and the denial tripwire count per session
+//!   (see [`crate::session`]).
 //! - **Approvals**: a call that needs a human's approval returns at once with status
 //!   `needs-approval` and the pending approval's id, unless `tools/call` sets
 //!   `_meta["airlock/approvalWaitMs"]`: then it waits that long for the decision (and holds

@@ -39,6 +39,8 @@ pub const BUSY: i64 = -32052;
 pub const POLICY_REJECTED: i64 = -32053;
 /// `airlock/approvals.*` failed (no such approval, already decided, expired).
 pub const APPROVAL_FAILED: i64 = -32054;
+/// `airlock/sessions.*` failed (the session is not suspended, the store cannot be read).
+pub const SESSION_FAILED: i64 = -32055;
 
 /// The JSON-RPC version string every message carries.
 pub const JSONRPC: &str = "2.0";

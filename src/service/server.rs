@@ -133,7 +133,14 @@ impl Server {
 
     /// Accepts connections until SIGTERM or SIGINT, then stops in order (module header).
     pub async fn run(self) -> crate::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Like [`Server::run`], and also stops in order when `stop` completes (an embedder's
+    /// own shutdown signal).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> crate::Result<()> {
         let Server { listener, config, service, socket_file } = self;
+        let mut stop_requested = std::pin::pin!(stop);
         let mut term = install(SignalKind::terminate(), "SIGTERM")?;
         let mut int = install(SignalKind::interrupt(), "SIGINT")?;
         let mut hup = install(SignalKind::hangup(), "SIGHUP")?;
@@ -151,6 +158,7 @@ impl Server {
                 },
                 _ = term.recv() => break "SIGTERM",
                 _ = int.recv() => break "SIGINT",
+                () = &mut stop_requested => break "stop requested",
                 _ = hup.recv() => {
                     let service = Arc::clone(&service);
                     tokio::spawn(async move { reload_on_signal(service).await });

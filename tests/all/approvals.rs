@@ -683,3 +683,45 @@ fn cli_socket_sends_the_agreed_params() {
     assert_eq!(names, ["initialize", "notifications/initialized", "airlock/approvals.decide"]);
     assert_eq!(methods[2].1, json!({"id": id, "verdict": "deny", "reason": "not now"}));
 }
+
+/// The shipped `release` tool (a `deploy` step in the jail): it runs only once a human
+/// approved that exact artifact, copies it into `dist/`, and copies a symlink as a link,
+/// never the host file it points at.
+#[tokio::test]
+async fn tool_release_ships_only_the_approved_artifact_and_never_follows_a_link() {
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    for dir in ["build", "dist"] {
+        fs::create_dir_all(ws.join(dir)).unwrap();
+    }
+    fs::write(ws.join("build/app.txt"), "app 1.0\n").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", ws.join("build/link")).unwrap();
+    let runtime = Runtime::builder(common::shipped_policies())
+        .audit_path(root.path().join("audit.jsonl"))
+        .approvals_dir(root.path().join("approvals"))
+        .build()
+        .unwrap();
+    let release = |artifact: &str| CallRequest::new("agent", "release", &ws).arguments(json!({ "artifact": artifact }));
+    let approve = |outcome: &CallOutcome| {
+        let Status::NeedsApproval { approval_id, .. } = &outcome.status else { panic!("{outcome:?}") };
+        runtime.approvals().decide(approval_id, "operator", Verdict::Approve { uses: 1 }).unwrap();
+    };
+
+    let pending = runtime.call(release("build/app.txt")).await.unwrap();
+    assert!(!ws.join("dist/app.txt").exists(), "nothing ships before the approval");
+    approve(&pending);
+    let shipped = runtime.call(release("build/app.txt")).await.unwrap();
+    assert_eq!(shipped.status, Status::Ok, "{shipped:?}");
+    assert_eq!(fs::read_to_string(ws.join("dist/app.txt")).unwrap(), "app 1.0\n");
+    let again = runtime.call(release("build/app.txt")).await.unwrap();
+    assert!(matches!(again.status, Status::NeedsApproval { .. }), "one use only: {again:?}");
+
+    // The attack: an approved "artifact" that is a link to a host file.
+    approve(&runtime.call(release("build/link")).await.unwrap());
+    let linked = runtime.call(release("build/link")).await.unwrap();
+    assert_eq!(linked.status, Status::Ok, "{linked:?}");
+    let copied = fs::symlink_metadata(ws.join("dist/link")).unwrap();
+    assert!(copied.file_type().is_symlink(), "the link itself is copied, not the host's file");
+    assert_eq!(fs::read_link(ws.join("dist/link")).unwrap(), PathBuf::from("/etc/hostname"));
+    runtime.close().await.unwrap();
+}

@@ -569,7 +569,7 @@ fn policy_check_passes_on_the_shipped_policies() {
     let scene = Scene::new();
     let ran = scene.airlock(&["policy", "check"]);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(ran.stdout.contains(": ok: 11 tools, 4 designations, 6 callers; digest "), "{ran:?}");
+    assert!(ran.stdout.contains(": ok: 12 tools, 4 designations, 6 callers; digest "), "{ran:?}");
 }
 
 #[test]
@@ -786,12 +786,12 @@ fn audit_query_filters_by_status() {
 // ---- airlock demo, help, usage ----
 
 #[test]
-fn demo_shows_the_four_cases_and_an_intact_log() {
+fn demo_goes_through_every_layer_and_leaves_an_intact_log() {
     let scene = Scene::new();
     let ran = scene.airlock(&["demo"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let sections: Vec<&str> = ran.stdout.split("\n== ").collect();
-    assert_eq!(sections.len(), 6, "{}", ran.stdout);
+    assert_eq!(sections.len(), 10, "{}", ran.stdout);
     assert!(sections[1].starts_with("1. allowed") && sections[1].contains("\nstatus: ok\n"), "{}", sections[1]);
     assert!(sections[1].contains(r#""rows_in":7,"kept":3,"duplicates":2,"malformed":2"#), "{}", sections[1]);
     assert!(sections[2].starts_with("2. denied") && sections[2].contains("\nstatus: denied: "), "{}", sections[2]);
@@ -800,7 +800,36 @@ fn demo_shows_the_four_cases_and_an_intact_log() {
     // The escape attempt: the tool ran, and the sandbox refused the open (WASI ENOTCAPABLE, 63).
     assert!(sections[4].starts_with("4. escape") && sections[4].contains("\nstatus: tool-error\n"), "{}", sections[4]);
     assert!(sections[4].contains("Operation not permitted (os error 63)"), "{}", sections[4]);
-    assert!(sections[5].starts_with("audit verify ") && sections[5].contains("\nintact: 4 records"), "{}", sections[5]);
+    // The jailed script did its job and every probe of the walls was stopped.
+    let jail = sections[5];
+    assert!(jail.starts_with("5. jail") && jail.contains("\nstatus: ok\n"), "{jail}");
+    assert!(jail.contains("summary: 3 people from example.org"), "{jail}");
+    assert_eq!(jail.matches("  | blocked: ").count(), 4, "{jail}");
+    assert!(!jail.contains("NOT BLOCKED"), "{jail}");
+    assert!(jail.contains("/proc shows 1 process(es); this script is pid 1"), "{jail}");
+    // An edit of the protected tests made behind airlock's back: the next call is tampered.
+    let tamper = sections[6];
+    assert!(tamper.starts_with("6. tamper"), "{tamper}");
+    assert!(
+        tamper.contains("\nstatus: tampered (the tool did not run); changed: tests/test_people.py (modified)\n"),
+        "{tamper}"
+    );
+    // Approval: pending, approved once, ran; other arguments need their own approval.
+    let approval = sections[7];
+    assert!(approval.starts_with("7. approval"), "{approval}");
+    assert_eq!(approval.matches("\nstatus: needs-approval: pending approval ").count(), 2, "{approval}");
+    assert!(approval.contains("\nstatus: ok\n") && approval.contains("dist/ now holds: app-1.0.0.txt\n"), "{approval}");
+    // The socket: the peer's uid decides the caller; a read tool runs, a write tool is denied.
+    let socket = sections[8];
+    assert!(socket.starts_with("8. socket") && socket.contains(r#"designation "restricted""#), "{socket}");
+    assert!(socket.contains("tools/list: git-diff, git-status, grep, jq, sha256sum, sha256sum-p2, wc\n"), "{socket}");
+    assert!(socket.contains(r#"tools/call sha256sum: isError false, status "ok""#), "{socket}");
+    assert!(socket.contains(r#"tools/call apply-patch: isError true, status "denied""#), "{socket}");
+    assert!(
+        sections[9].starts_with("audit verify ") && sections[9].contains("\nintact: 11 records"),
+        "{}",
+        sections[9]
+    );
     assert!(!scene.audit().exists(), "the demo keeps its own audit log in its temp dir");
 }
 
@@ -987,7 +1016,7 @@ async fn runtime_tools_for_lists_what_the_caller_may_see() {
     let agent = names("agent");
     assert!(agent.is_superset(&read_only), "{agent:?}");
     assert!(agent.contains("apply-patch") && agent.contains("csv-dedupe"), "{agent:?}");
-    assert_eq!(agent.len(), 11, "every shipped tool: the standard designation allows read, write and exec");
+    assert_eq!(agent.len(), 12, "every shipped tool: standard allows read, write and exec, and approves deploy");
     // Nobody listed: the default designation, read-only.
     assert_eq!(names("stranger"), read_only);
 }

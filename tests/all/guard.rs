@@ -306,11 +306,24 @@ async fn change_during_a_call_makes_it_tampered_whatever_the_exit_code_with_the_
         describe(&outcome)
     );
     assert_eq!(outcome.exit_code, Some(0), "the tool's own exit code is kept");
-    let record = env.audit_records().pop().unwrap();
+    // on_tamper = "suspend": the call's record, then the session's suspension.
+    let mut records = env.audit_records();
+    let suspension = records.pop().unwrap();
+    assert_eq!(suspension["tool"], "airlock/sessions.suspend", "{suspension}");
+    assert!(suspension["reasons"].to_string().contains("tests/unit/test_b.py (deleted)"), "{suspension}");
+    let record = records.pop().unwrap();
+    assert_eq!(record["tool"], "sh", "{record}");
     assert_eq!(record["violations"], json!(["protected path changed: tests/unit/test_b.py (deleted)"]));
     assert!(record["reasons"].to_string().contains("the tool's own status was ok"), "{record}");
     // high-cyber audits arguments in full.
     assert!(record["reasons"].to_string().contains("audit_arguments = \\\"full\\\""), "{record}");
+    // The session is suspended: its next call is refused until an admin resumes it.
+    let next = call(&runtime, "cyber-agent", "sh", &ws, json!({ "script": "true" })).await;
+    assert!(
+        matches!(&next.status, Status::Denied { reason } if reason.contains("is suspended") && reason.contains("tamper")),
+        "{}",
+        describe(&next)
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 
 mod approvals;
 mod audit;
+mod budgets;
 mod cli;
 mod guard;
 mod guest_tools;
@@ -14,5 +15,6 @@ mod jail;
 mod policy;
 mod seccomp;
 mod service;
+mod signing;
 mod wasi_testsuite;
 mod wasm;

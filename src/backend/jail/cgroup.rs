@@ -110,8 +110,11 @@ enum Hierarchy {
 pub struct Cgroups {
     hierarchy: Hierarchy,
     free: Mutex<Vec<CallCgroup>>,
-    next: AtomicU64,
 }
+
+/// Numbers call cgroups, process-wide: two backends in one process (two runtimes, a
+/// runtime and a bare `JailBackend`) share the hierarchy and must never pick the same name.
+static NEXT_CALL_CGROUP: AtomicU64 = AtomicU64::new(0);
 
 /// One call's cgroup (one directory per v1 hierarchy, or one v2 directory), with its
 /// control files open.
@@ -199,7 +202,7 @@ impl Cgroups {
                 Hierarchy::V1 { memory, pids, cpuacct }
             }
         };
-        let cgroups = Cgroups { hierarchy, free: Mutex::new(Vec::new()), next: AtomicU64::new(0) };
+        let cgroups = Cgroups { hierarchy, free: Mutex::new(Vec::new()) };
         cgroups.remove_leftovers();
         // One cgroup made now proves the hierarchy works and warms the pool.
         let first = cgroups.create().map_err(|e| format!("cannot create a call cgroup: {e}"))?;
@@ -245,7 +248,7 @@ impl Cgroups {
     }
 
     fn create(&self) -> io::Result<CallCgroup> {
-        let name = format!("call-{}-{}", std::process::id(), self.next.fetch_add(1, Ordering::Relaxed));
+        let name = format!("call-{}-{}", std::process::id(), NEXT_CALL_CGROUP.fetch_add(1, Ordering::Relaxed));
         let mut dirs = Vec::new();
         for parent in self.parents() {
             let dir = parent.join(&name);

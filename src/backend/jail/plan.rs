@@ -61,6 +61,14 @@ const MAX_ETC_COPY_BYTES: u64 = 1 << 20;
 /// /dev/mem: what a tool needs to read randomness and discard output.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
+/// The parts of the jail's /proc that act on the whole host, not on the jail's processes,
+/// made read-only. Their permission checks are file modes for uid 0, not capabilities: a
+/// jail run by root (its uid 0 is the host's) could otherwise set kernel sysctls (e.g.
+/// `kernel.core_pattern`: code execution as host root on the next crash) or write
+/// /proc/sysrq-trigger (reboot the host). Docker's `readonlyPaths`.
+const PROC_READ_ONLY: [&str; 9] =
+    ["sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi", "asound", "latency_stats"];
+
 /// Directories the new root may be staged on before `pivot_root`: one that is neither a
 /// bind source nor under one nor above one, so that staging hides nothing the jail binds.
 const STAGING_CANDIDATES: [&str; 10] =
@@ -172,6 +180,8 @@ pub enum MountOp {
     Rebind { target: CString, attrs: u64 },
     /// A fresh procfs of the jail's pid namespace at `target`.
     Proc { target: CString, options: CString },
+    /// Bind a path of the jail's fresh /proc onto itself read-only, if the kernel has it.
+    ProcReadOnly { target: CString },
 }
 
 impl MountOp {
@@ -193,6 +203,7 @@ impl MountOp {
                 format!("re-bind {} {mode}", text(target))
             }
             MountOp::Proc { target, .. } => format!("mount a fresh /proc at {}", text(target)),
+            MountOp::ProcReadOnly { target } => format!("make {} read-only", text(target)),
         }
     }
 }
@@ -460,6 +471,9 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanErr
     // mount namespace, which the host's still is until the old root is detached.
     make_dirs(&mut ops, &mut made, &bound, Path::new("/proc"))?;
     ops.push(MountOp::Proc { target: at(Path::new("/proc"))?, options: cstring("hidepid=invisible")? });
+    for path in PROC_READ_ONLY {
+        ops.push(MountOp::ProcReadOnly { target: at(&Path::new("/proc").join(path))? });
+    }
 
     let cwd = match grant.jail.cwd.as_deref() {
         Some(cwd) => cstring(cwd)?,
@@ -561,6 +575,10 @@ mod tests {
         let proc_ =
             index(&plan.ops, &MountOp::Proc { target: c"/mnt/proc".into(), options: c"hidepid=invisible".into() });
         assert!(usr < ws && bin < ws && ws < out && out < anchor && anchor < tests && tests < proc_ && cargo < tests);
+        // The host-wide parts of the fresh /proc are made read-only once it is mounted.
+        let sysctls = index(&plan.ops, &MountOp::ProcReadOnly { target: c"/mnt/proc/sys".into() });
+        let sysrq = index(&plan.ops, &MountOp::ProcReadOnly { target: c"/mnt/proc/sysrq-trigger".into() });
+        assert!(proc_ < sysctls && proc_ < sysrq);
         // /etc: a copy, a bind and a symlink; never the whole /etc.
         assert!(
             plan.ops

@@ -552,6 +552,16 @@ fn apply(op: &MountOp) -> Result<(), sys::Errno> {
             let _ = sys::close(fd);
             bound
         }
+        MountOp::ProcReadOnly { target } => {
+            let fd = match sys::open_path_no_symlinks(target) {
+                // This kernel lacks it (no CONFIG_MAGIC_SYSRQ, say): nothing to protect.
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            };
+            let bound = sys::bind_fd(fd, fd, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
+            let _ = sys::close(fd);
+            bound
+        }
         MountOp::Proc { target, options } => sys::mount(
             Some(c"proc"),
             target,

@@ -1,0 +1,240 @@
+//! Benchmark of the process jail (issue 3): what jailing `/bin/true` costs, against bare
+//! `std::process::Command` and against bubblewrap, measured in the same run.
+//!
+//! Prints p50 and p99 of:
+//! - bare spawn: `Command::new("/bin/true").status()`;
+//! - `bwrap --unshare-all` of `/bin/true` with the system directories bound read-only, a
+//!   fresh /proc, /dev and /tmp (Debian's bubblewrap; installed with apt-get when missing
+//!   and possible, else skipped and said so);
+//! - airlock's full jail of `/bin/true` through the library (`JailBackend::run`: every
+//!   namespace, the minimal root, Landlock, rlimits, a cgroup, no capabilities, the
+//!   default seccomp profile, captured output);
+//! - for reference, the same through `Runtime::run_grant`, which adds the audit record
+//!   (`fsync = "off"`), and the jail without its seccomp layer (a profile by subtraction:
+//!   the difference is what installing the default profile's filters costs per call);
+//!
+//! and the ratios airlock/bwrap and airlock/bare. The sides run in interleaved rounds, so
+//! that load on this shared machine hits all of them alike: read medians and ratios.
+//!
+//! Run: `cargo bench --bench jail` (as root, or with unprivileged user namespaces and a
+//! delegated cgroup).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use airlock::{
+    Runtime,
+    audit::Fsync,
+    backend::jail::{JailBackend, JailExit},
+    policy::{Grant, Layer, Program, SeccompGrant},
+};
+
+/// Rounds of the interleaved loop, and spawns per side in each round.
+const ROUNDS: usize = 40;
+const PER_ROUND: usize = 10;
+const WARM_UP: usize = 20;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let bwrap = bwrap_command();
+    let jail = JailBackend::new();
+    let grant = true_grant()?;
+    let mut no_seccomp = grant.clone();
+    no_seccomp.jail.seccomp = None;
+    no_seccomp.jail.best_effort.push(Layer::Seccomp);
+    let pipeline = Runtime::builder(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+        .audit_path(temp.path().join("audit.jsonl"))
+        .fsync(Fsync::Off)
+        .cache_dir(Some(temp.path().join("cache")))
+        .build()?;
+    println!(
+        "airlock jail benchmark: /bin/true, {ROUNDS} interleaved rounds of {PER_ROUND} spawns per side, \
+         after {WARM_UP} warm-up spawns\n"
+    );
+
+    let bare = || -> anyhow::Result<()> {
+        let status = Command::new("/bin/true").status()?;
+        anyhow::ensure!(status.success(), "/bin/true: {status}");
+        Ok(())
+    };
+    let wrapped = |command: &[String]| -> anyhow::Result<()> {
+        let status = Command::new(&command[0]).args(&command[1..]).stdin(Stdio::null()).status()?;
+        anyhow::ensure!(status.success(), "bwrap: {status}");
+        Ok(())
+    };
+    for _ in 0..WARM_UP {
+        bare()?;
+        if let Some(command) = &bwrap {
+            wrapped(command)?;
+        }
+        anyhow::ensure!(jail.run(&grant).await?.exit == JailExit::Code(0));
+        let outcome =
+            pipeline.run_grant(airlock::runtime::OPERATOR_CALLER, grant.clone(), serde_json::json!({})).await?;
+        anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
+    }
+
+    let samples = ROUNDS * PER_ROUND;
+    let (mut bare_times, mut bwrap_times, mut jail_times, mut pipeline_times, mut no_seccomp_times) = (
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+    );
+    for _ in 0..ROUNDS {
+        for _ in 0..PER_ROUND {
+            let started = Instant::now();
+            bare()?;
+            bare_times.push(started.elapsed());
+        }
+        if let Some(command) = &bwrap {
+            for _ in 0..PER_ROUND {
+                let started = Instant::now();
+                wrapped(command)?;
+                bwrap_times.push(started.elapsed());
+            }
+        }
+        for _ in 0..PER_ROUND {
+            let started = Instant::now();
+            let report = jail.run(&grant).await?;
+            jail_times.push(started.elapsed());
+            anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
+        }
+        for _ in 0..PER_ROUND {
+            let started = Instant::now();
+            let outcome =
+                pipeline.run_grant(airlock::runtime::OPERATOR_CALLER, grant.clone(), serde_json::json!({})).await?;
+            pipeline_times.push(started.elapsed());
+            anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
+        }
+        for _ in 0..PER_ROUND {
+            let started = Instant::now();
+            let report = jail.run(&no_seccomp).await?;
+            no_seccomp_times.push(started.elapsed());
+            anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
+        }
+    }
+    pipeline.close().await?;
+
+    println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
+    let bare_p50 = percentile(&mut bare_times, 0.50);
+    row("bare: Command::new(\"/bin/true\").status()", bare_p50, percentile(&mut bare_times, 0.99));
+    let bwrap_p50 = if bwrap.is_some() {
+        let p50 = percentile(&mut bwrap_times, 0.50);
+        row("bwrap --unshare-all ... /bin/true", p50, percentile(&mut bwrap_times, 0.99));
+        Some(p50)
+    } else {
+        None
+    };
+    let jail_p50 = percentile(&mut jail_times, 0.50);
+    row("airlock: JailBackend::run(/bin/true), every layer", jail_p50, percentile(&mut jail_times, 0.99));
+    row(
+        "airlock: Runtime::run_grant (jail + audit, fsync=off)",
+        percentile(&mut pipeline_times, 0.50),
+        percentile(&mut pipeline_times, 0.99),
+    );
+    let no_seccomp_p50 = percentile(&mut no_seccomp_times, 0.50);
+    row("  profile: the jail without its seccomp layer", no_seccomp_p50, percentile(&mut no_seccomp_times, 0.99));
+    println!();
+    println!(
+        "seccomp's share of the jail (p50 difference): {:.1} us",
+        (jail_p50.as_secs_f64() - no_seccomp_p50.as_secs_f64()) * 1e6
+    );
+    let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
+    println!("airlock / bare spawn: {over_bare:.2}x");
+    if let Some(bwrap_p50) = bwrap_p50 {
+        let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
+        println!("airlock / bwrap:      {over_bwrap:.2}x");
+        println!();
+        verdict("airlock <= 0.7x bwrap", over_bwrap <= 0.7);
+    } else {
+        println!();
+        println!("target airlock <= 0.7x bwrap: not measured (no bwrap)");
+    }
+    verdict("airlock <= 2.5x bare spawn", over_bare <= 2.5);
+    if let Some(command) = &bwrap {
+        println!("\nbwrap command: {}", command.join(" "));
+    }
+    Ok(())
+}
+
+/// `/bin/true` under the shipped default seccomp profile, with the default limits and no
+/// files but the system's.
+fn true_grant() -> anyhow::Result<Grant> {
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/seccomp/default.json");
+    let sha256 = airlock::policy::sha256_hex(&std::fs::read(&profile)?);
+    let mut grant = Grant::new("true", Program::Process { executable: "/bin/true".into(), sha256: None });
+    grant.jail.seccomp = Some(SeccompGrant { name: "default".into(), path: profile, sha256 });
+    Ok(grant)
+}
+
+/// The bubblewrap command line, or `None` (said why) when bwrap is missing and cannot be
+/// installed.
+fn bwrap_command() -> Option<Vec<String>> {
+    if !works("bwrap") {
+        println!("bwrap is missing: apt-get install -y bubblewrap");
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-q", "bubblewrap"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed || !works("bwrap") {
+            println!("bwrap could not be installed: the bwrap side is skipped\n");
+            return None;
+        }
+    }
+    let mut command: Vec<String> =
+        ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"].map(String::from).into();
+    for path in ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+        let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
+        if meta.is_symlink() {
+            let target = std::fs::read_link(path).unwrap_or_else(|_| PathBuf::from(path));
+            command.extend(["--symlink".into(), target.to_string_lossy().into_owned(), path.into()]);
+        } else if meta.is_dir() {
+            command.extend(["--ro-bind".into(), path.into(), path.into()]);
+        }
+    }
+    command.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", "/bin/true"].map(String::from));
+    let probe = Command::new(&command[0]).args(&command[1..]).output();
+    match probe {
+        Ok(output) if output.status.success() => Some(command),
+        Ok(output) => {
+            println!(
+                "bwrap fails here ({}): the bwrap side is skipped\n",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            None
+        }
+        Err(error) => {
+            println!("bwrap cannot run ({error}): the bwrap side is skipped\n");
+            None
+        }
+    }
+}
+
+fn works(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[index]
+}
+
+fn row(name: &str, p50: Duration, p99: Duration) {
+    let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+    println!("{name:<62} {:>10} {:>10}", us(p50), us(p99));
+}
+
+fn verdict(target: &str, met: bool) {
+    println!("target {target}: {}", if met { "met" } else { "MISSED" });
+}
