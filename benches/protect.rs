@@ -6,6 +6,7 @@
 //! guarded: digests before and after). Two callers make the same call in the same
 //! workspace, in interleaved rounds:
 //! - `guarded`: the designation protects tests, eval, benchmarks, .airlock (the default);
+//!   both designations are `standard` without its session budgets;
 //! - `open`: the same designation with `protected = []` (no guard, one writable preopen).
 //!
 //! Prints p50/p99 of both, their ratio (target <= 1.2x when nothing changed), the cold
@@ -131,15 +132,21 @@ impl Setup {
         std::fs::create_dir_all(policies.join("tools"))?;
         std::fs::copy(shipped.join("audit.toml"), policies.join("audit.toml"))?;
         let mut designations = std::fs::read_to_string(shipped.join("designations.toml"))?;
+        // Two twins of `standard` without its session budgets (120 calls a minute would
+        // refuse most rounds), differing only in `protected`.
         designations.push_str(
-            "\n[designations.bench-open]\n\
-             justification = \"The benchmark's unguarded twin of standard.\"\n\
+            "\n[designations.bench-guarded]\n\
+             justification = \"The benchmark's guarded twin of standard, without budgets.\"\n\
+             allow = [\"read\", \"write\", \"exec\"]\napprove = [\"deploy\"]\n\
+             protected = [\"tests\", \"eval\", \"benchmarks\", \".airlock\"]\n\
+             \n[designations.bench-open]\n\
+             justification = \"The benchmark's unguarded twin of standard, without budgets.\"\n\
              allow = [\"read\", \"write\", \"exec\"]\napprove = [\"deploy\"]\nprotected = []\n",
         );
         std::fs::write(policies.join("designations.toml"), designations)?;
         let mut callers = std::fs::read_to_string(shipped.join("callers.toml"))?;
         callers.push_str(
-            "\n[callers.guarded]\ndesignation = \"standard\"\n\n[callers.open]\ndesignation = \"bench-open\"\n",
+            "\n[callers.guarded]\ndesignation = \"bench-guarded\"\n\n[callers.open]\ndesignation = \"bench-open\"\n",
         );
         std::fs::write(policies.join("callers.toml"), callers)?;
         let module = wat::parse_str(NOOP_WAT)?;

@@ -95,7 +95,13 @@ impl Guard {
             Ok(states) => states,
             Err(poisoned) => poisoned.into_inner(),
         };
-        Arc::clone(states.entry(key.clone()).or_insert_with(|| Arc::new(Mutex::new(TreeState::new(key.0, &key.1)))))
+        // Every call looks its state up twice: no key clone on a hit.
+        if let Some(state) = states.get(&key) {
+            return Arc::clone(state);
+        }
+        let state = Arc::new(Mutex::new(TreeState::new(key.0.clone(), &key.1)));
+        states.insert(key, Arc::clone(&state));
+        state
     }
 
     /// Checks the protected paths of `workspace` (relative to it, existing or not) against

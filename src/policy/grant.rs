@@ -486,8 +486,7 @@ fn expand_references(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Res
 pub fn resolve_protected(files: &FileGrants, workspace: &Path) -> Result<ResolvedMounts, GrantError> {
     let mut resolved = ResolvedMounts::default();
     for path in &files.protected {
-        let joined = workspace.join(path.as_str());
-        let host = match std::fs::canonicalize(&joined) {
+        let host = match canonical_within(workspace, path) {
             Ok(host) => host,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 resolved.notes.push(format!(
@@ -513,6 +512,28 @@ pub fn resolve_protected(files: &FileGrants, workspace: &Path) -> Result<Resolve
         resolved.mounts.push(Mount { host: host.clone(), guest, writable: false });
     }
     Ok(resolved)
+}
+
+/// `path` in canonical `workspace`, canonicalised: the same result (or error kind) as
+/// `fs::canonicalize(workspace.join(path))`, for one `lstat` per component of `path` when
+/// none of them is a symlink (realpath would re-walk every component of the workspace
+/// too, once per component). A symlink, or any error but a missing component, takes the
+/// full `fs::canonicalize`. Runs on every guarded call, so it is kept cheap.
+fn canonical_within(workspace: &Path, path: &WorkspacePath) -> io::Result<PathBuf> {
+    let full = || std::fs::canonicalize(workspace.join(path.as_str()));
+    if path.as_str() == "." {
+        return full();
+    }
+    let mut host = workspace.to_path_buf();
+    for part in path.as_str().split('/') {
+        host.push(part);
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if !meta.file_type().is_symlink() => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+            _ => return full(),
+        }
+    }
+    Ok(host)
 }
 
 /// Resolves `files.host_read` with this process's environment: each expanded, existing
@@ -712,5 +733,36 @@ mod tests {
         // A variable that holds a relative path or `..` is refused when the call is evaluated.
         let odd = |_: &str| Some("rel/x".to_string());
         assert!(HostPath::parse("$X").map(|p| p.expand(&odd).is_err()).unwrap_or(false));
+    }
+
+    #[test]
+    fn canonical_within_agrees_with_canonicalize() {
+        let outer = tempfile::tempdir().unwrap();
+        let ws = outer.path().canonicalize().unwrap().join("ws");
+        std::fs::create_dir_all(ws.join("tests/unit")).unwrap();
+        std::fs::create_dir_all(outer.path().join("elsewhere")).unwrap();
+        std::fs::write(ws.join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink("tests", ws.join("inside")).unwrap();
+        std::os::unix::fs::symlink("../elsewhere", ws.join("outside")).unwrap();
+        std::os::unix::fs::symlink("missing", ws.join("dangling")).unwrap();
+        for path in [
+            ".",
+            "tests",
+            "tests/unit",
+            "tests/none",
+            "none",
+            "none/deeper",
+            "file",
+            "file/below",
+            "inside",
+            "inside/unit",
+            "outside",
+            "dangling",
+        ] {
+            let rel = WorkspacePath::parse(path).unwrap();
+            let fast = canonical_within(&ws, &rel).map_err(|e| e.kind());
+            let full = std::fs::canonicalize(ws.join(path)).map_err(|e| e.kind());
+            assert_eq!(fast, full, "{path}");
+        }
     }
 }
