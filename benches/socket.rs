@@ -118,8 +118,20 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A policy directory with the shipped designations and callers (this uid mapped to
-/// `agent`), audit.toml with fsync off, a `noop` tool, and a workspace.
+/// A designation like `standard` whose budgets no benchmark reaches: the per-session
+/// accounting runs on every call, its limits never refuse one.
+const BENCH_DESIGNATION: &str = "\n[designations.bench]\n\
+    justification = \"The benchmarks' caller: standard's categories, budgets too large to reach.\"\n\
+    allow = [\"read\", \"write\", \"exec\"]\n\
+    [designations.bench.budgets]\n\
+    calls_per_minute = 1000000000\n\
+    cpu_seconds = 1e12\n\
+    wall_seconds = 1e12\n\
+    output_bytes = 1000000000000000\n\
+    denials_before_suspend = 1000000000\n";
+
+/// A policy directory with the shipped designations plus `bench`, this uid mapped to
+/// `agent` (designation `bench`), audit.toml with fsync off, a `noop` tool, and a workspace.
 struct Setup {
     policies: PathBuf,
     workspace: PathBuf,
@@ -130,12 +142,13 @@ impl Setup {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let policies = root.join("policies");
         std::fs::create_dir_all(policies.join("tools"))?;
-        std::fs::copy(shipped.join("designations.toml"), policies.join("designations.toml"))?;
+        let designations = std::fs::read_to_string(shipped.join("designations.toml"))? + BENCH_DESIGNATION;
+        std::fs::write(policies.join("designations.toml"), designations)?;
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         std::fs::write(
             policies.join("callers.toml"),
-            format!("[callers.agent]\ndesignation = \"standard\"\nuids = [{uid}]\n"),
+            format!("[callers.agent]\ndesignation = \"bench\"\nuids = [{uid}]\n"),
         )?;
         std::fs::write(policies.join("audit.toml"), "fsync = \"off\"\n")?;
         let module = wat::parse_str(NOOP_WAT)?;

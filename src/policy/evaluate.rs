@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{
     AuditArguments, Caller, Decision, Grant, OnTamper, PolicySet, Program,
     error::list_or_none,
-    grant::{canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts, resolve_protected},
+    grant::{FileGrants, canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts, resolve_protected},
 };
 use crate::outcome::CallRequest;
 
@@ -190,8 +190,7 @@ impl PolicySet {
         if verdict.decision == Decision::Deny {
             return evaluation;
         }
-        let mut protected_files = tool_policy.files().clone();
-        protected_files.protected = designation.protected().to_vec();
+        let mut protected_files = FileGrants { protected: designation.protected().to_vec(), ..FileGrants::default() };
         for path in &tool_policy.files().protected {
             if !protected_files.protected.contains(path) {
                 protected_files.protected.push(path.clone());
@@ -236,6 +235,12 @@ impl PolicySet {
                 return evaluation.deny(rule, [error.to_string()]);
             }
         };
+        // Protected paths are resolved (bound read-only, split out of writable preopens)
+        // only where the tool may write: without a write grant the whole workspace is
+        // read-only to it in either backend.
+        if tool_policy.files().write.is_empty() {
+            protected_files.protected.clear();
+        }
         let protected = match resolve_protected(&protected_files, &workspace) {
             Ok(protected) => protected,
             Err(error) => {
