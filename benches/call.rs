@@ -14,6 +14,10 @@
 //! Run: `cargo bench --bench call`. The machine is shared and noisy: read medians and
 //! ratios, not single times.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{BENCH_DESIGNATION, NOOP_WAT, percentile, row, verdict};
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -25,9 +29,6 @@ use std::{
 
 use airlock::{CallRequest, Runtime, audit::Fsync};
 use serde_json::json;
-
-/// A trivial guest tool: exports its memory and returns from `_start`.
-const NOOP_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
 const WARM_CALLS: usize = 5_000;
 const FLOOR_CALLS: usize = 5_000;
@@ -170,18 +171,6 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A designation like `standard` whose budgets no benchmark reaches: the per-session
-/// accounting runs on every call, its limits never refuse one.
-const BENCH_DESIGNATION: &str = "\n[designations.bench]\n\
-    justification = \"The benchmarks' caller: standard's categories, budgets too large to reach.\"\n\
-    allow = [\"read\", \"write\", \"exec\"]\n\
-    [designations.bench.budgets]\n\
-    calls_per_minute = 1000000000\n\
-    cpu_seconds = 1e12\n\
-    wall_seconds = 1e12\n\
-    output_bytes = 1000000000000000\n\
-    denials_before_suspend = 1000000000\n";
-
 /// A policy directory with the shipped designations and callers (and `bench`), a `noop` tool and
 /// the shipped `wc`, and a workspace.
 struct Setup {
@@ -266,19 +255,4 @@ async fn floor(module: &[u8], pooling: bool) -> anyhow::Result<Vec<Duration>> {
 /// wasmtime's errors as anyhow's.
 fn wt<T>(result: wasmtime::Result<T>) -> anyhow::Result<T> {
     result.map_err(|e| anyhow::anyhow!("{e:#}"))
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[index]
-}
-
-fn row(name: &str, p50: Duration, p99: Option<Duration>) {
-    let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
-    println!("{name:<58} {:>10} {:>10}", us(p50), p99.map_or_else(String::new, us));
-}
-
-fn verdict(target: &str, met: bool) {
-    println!("target {target}: {}", if met { "met" } else { "MISSED" });
 }

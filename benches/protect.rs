@@ -17,15 +17,16 @@
 //! Run: `cargo bench --bench protect`. The machine is shared and noisy: read medians and
 //! ratios, not single times.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{NOOP_WAT, percentile, row, verdict};
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use airlock::{CallRequest, Runtime, Status, audit::Fsync, guard::Guard};
-
-/// A trivial guest tool: exports its memory and returns from `_start`.
-const NOOP_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
 const DIRS: usize = 100;
 const FILES_PER_DIR: usize = 100;
@@ -188,19 +189,4 @@ impl Setup {
             .approvals_dir(self.root.join("approvals"))
             .build()?)
     }
-}
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[index]
-}
-
-fn row(name: &str, p50: Duration, p99: Option<Duration>) {
-    let us = |d: Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
-    println!("{name:<62} {:>10} {:>10}", us(p50), p99.map_or_else(String::new, us));
-}
-
-fn verdict(target: &str, met: bool) {
-    println!("target {target}: {}", if met { "met" } else { "MISSED" });
 }
