@@ -95,6 +95,9 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// Why [`Server::run_until`] stopped when its future completed.
+const STOP_REQUESTED: &str = "stop requested";
+
 /// Binds the socket and serves until SIGTERM or SIGINT.
 pub async fn serve(runtime: Runtime, config: ServeConfig) -> crate::Result<()> {
     Server::bind(runtime, config)?.run().await
@@ -158,7 +161,7 @@ impl Server {
                 },
                 _ = term.recv() => break "SIGTERM",
                 _ = int.recv() => break "SIGINT",
-                () = &mut stop_requested => break "stop requested",
+                () = &mut stop_requested => break STOP_REQUESTED,
                 _ = hup.recv() => {
                     let service = Arc::clone(&service);
                     tokio::spawn(async move { reload_on_signal(service).await });
@@ -168,11 +171,13 @@ impl Server {
         };
         drop(listener);
         service.advance(Phase::Draining);
-        tracing::warn!(
-            "{stop}: stopping; {} call(s) in flight get {:?} to finish",
-            service.calls_in_flight(),
-            config.grace
-        );
+        let in_flight = service.calls_in_flight();
+        if stop == STOP_REQUESTED {
+            // The embedder's own, expected stop: not worth a warning.
+            tracing::info!("{stop}: stopping; {in_flight} call(s) in flight get {:?} to finish", config.grace);
+        } else {
+            tracing::warn!("{stop}: stopping; {in_flight} call(s) in flight get {:?} to finish", config.grace);
+        }
         let finished = tokio::select! {
             finished = service.wait_for_calls(config.grace) => finished,
             _ = term.recv() => false,
