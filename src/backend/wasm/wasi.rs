@@ -7,7 +7,17 @@
 //! ([`preopens`]); sockets exist only when the grant lists addresses, and then reach only
 //! those. This module must not read the host's environment, args or stdio.
 
-use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    collections::HashSet,
+    ffi::CString,
+    net::SocketAddr,
+    os::{
+        fd::{FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder, p1::WasiP1Ctx, p2::pipe::MemoryInputPipe, sockets::SocketAddrUse};
 
@@ -45,7 +55,22 @@ pub async fn build(grant: &Grant) -> Result<CallWasi, WasmError> {
 
     for preopen in preopens(grant)? {
         let perms = if preopen.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        builder.preopened_dir(&preopen.host, &preopen.guest, perms).map_err(|e| WasmError::OpenMount {
+        // Inside the workspace, a concurrent call (a jailed tool with a write grant) could
+        // have swapped a checked directory for a symlink since the grant was resolved: such
+        // a preopen is opened one component at a time without following symlinks, and
+        // wasmtime-wasi reopens that very directory through its descriptor.
+        let beneath = match &grant.workspace {
+            Some(workspace) if preopen.host.starts_with(workspace) => Some(
+                open_beneath(workspace, &preopen.host)
+                    .map_err(|source| WasmError::OpenMount { host: preopen.host.clone(), source })?,
+            ),
+            _ => None,
+        };
+        let host = match &beneath {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))),
+            None => preopen.host.clone(),
+        };
+        builder.preopened_dir(&host, &preopen.guest, perms).map_err(|e| WasmError::OpenMount {
             host: preopen.host.clone(),
             source: std::io::Error::other(format!("{e:#}")),
         })?;
@@ -129,6 +154,31 @@ fn split(host: &Path, guest: &str, protected: &[Mount], out: &mut Vec<Mount>) ->
     Ok(())
 }
 
+/// Opens directory `host`, which lies inside `workspace`, from `workspace` one component at
+/// a time, following no symlink below `workspace` (`ELOOP` or `ENOTDIR` if one is there).
+fn open_beneath(workspace: &Path, host: &Path) -> std::io::Result<OwnedFd> {
+    let relative = host.strip_prefix(workspace).map_err(std::io::Error::other)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let open_at = |dir: libc::c_int, name: &[u8]| -> std::io::Result<OwnedFd> {
+        let name = CString::new(name).map_err(std::io::Error::other)?;
+        // SAFETY: `name` is a valid C string; `dir` is AT_FDCWD or a descriptor we own.
+        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: openat just returned this descriptor, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut dir = open_at(libc::AT_FDCWD, workspace.as_os_str().as_bytes())?;
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            return Err(std::io::Error::other(format!("{} is not a plain path below the workspace", host.display())));
+        };
+        dir = open_at(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_bytes())?;
+    }
+    Ok(dir)
+}
+
 /// Resolves granted `host:port` entries to socket addresses.
 async fn resolve_network(entries: &[String]) -> Result<HashSet<SocketAddr>, WasmError> {
     let mut allowed = HashSet::new();
@@ -155,6 +205,25 @@ pub fn socket_use_allowed(allowed: &HashSet<SocketAddr>, addr: SocketAddr, use_:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_beneath_follows_no_symlink_below_the_workspace() {
+        let temp = tempfile::tempdir().unwrap();
+        let ws = temp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(ws.join("src/deep")).unwrap();
+        std::fs::create_dir_all(ws.join("real")).unwrap();
+        std::os::unix::fs::symlink("/", ws.join("swapped")).unwrap();
+        std::os::unix::fs::symlink(ws.join("real"), ws.join("inside")).unwrap();
+        assert!(open_beneath(&ws, &ws.join("src/deep")).is_ok(), "a real directory opens");
+        assert!(open_beneath(&ws, &ws).is_ok(), "the workspace itself opens");
+        for link in ["swapped", "inside"] {
+            let error = open_beneath(&ws, &ws.join(link)).unwrap_err();
+            assert!(matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)), "{link}: {error}");
+        }
+        std::fs::create_dir_all(ws.join("real/sub")).unwrap();
+        let error = open_beneath(&ws, &ws.join("inside/sub")).unwrap_err();
+        assert!(matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)), "a symlinked step: {error}");
+    }
 
     #[test]
     fn only_granted_addresses_are_reachable() {
