@@ -501,3 +501,31 @@ fn dockers_default_profile_loads_compiles_and_runs_a_shell() {
     let i386 = || if i386_getpid() > 0 { 0 } else { 1 };
     assert_eq!(in_child(Some(&compiled), i386), Ended::Signal(libc::SIGSYS));
 }
+
+#[test]
+fn the_kernel_runs_a_program_whose_subtrees_are_jumped_over() {
+    // The calls numbered below 150 that the default profile names (getpid, 39, among
+    // them) get argument rules: the search's subtrees are longer than a conditional jump
+    // reaches.
+    let text = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": [NAMES], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [
+            {"index": 0, "value": 7, "op": "SCMP_CMP_GT"},
+            {"index": 4, "value": 4294967296, "op": "SCMP_CMP_NE"}]},
+        {"names": [NAMES], "action": "SCMP_ACT_KILL_PROCESS", "args": [
+            {"index": 5, "value": 3, "valueTwo": 1, "op": "SCMP_CMP_MASKED_EQ"}]}
+    ]}"#;
+    let mut names: Vec<String> =
+        default_filter().profile().rules().iter().filter(|r| r.nr < 150).map(|r| format!("{:?}", r.name)).collect();
+    names.dedup();
+    assert!(names.contains(&"\"getpid\"".to_string()) && names.len() > 100, "{names:?}");
+    let text = text.replace("NAMES", &names.join(", "));
+    let compiled = SeccompProfile::from_docker_json(&text, "far.json").unwrap().compile().unwrap();
+    let program = compiled.programs().next().unwrap();
+    assert!(program.iter().any(|i| i.code == 0x05), "no ja in {} instructions", program.len());
+    // getpid's leaf, deep in the tree: no rule matches -> allowed; arg0 > 7 -> EPERM.
+    assert_eq!(in_child(Some(&compiled), || call(libc::SYS_getpid, &[])), Ended::Exit(0));
+    assert_eq!(in_child(Some(&compiled), || call(libc::SYS_getpid, &[8])), Ended::Exit(EPERM));
+    assert_eq!(in_child(Some(&compiled), || call(libc::SYS_getpid, &[0, 0, 0, 0, 0, 1])), Ended::Signal(libc::SIGSYS));
+    // A call past the rules (gettid, 186) falls to the default.
+    assert_eq!(in_child(Some(&compiled), || call(libc::SYS_gettid, &[9])), Ended::Exit(0));
+}

@@ -19,36 +19,19 @@
 //! Docker. A call through any other ABI (i386 `int 0x80`, x32) kills the process, whatever
 //! the profile says (Docker would let its `archMap` sub-architectures in; airlock does not).
 //!
-//! # Why several filters, and why the stack means exactly that
+//! # One program
 //!
-//! seccompiler builds a program with one match action and one mismatch action, but a
-//! profile has several actions. The kernel runs *every* installed filter on each call and
-//! keeps the strictest result (between equal ones, the most recently installed). So the
-//! profile is compiled to a stack:
+//! The profile compiles to one classic BPF program (`filter`): an ABI guard, then a
+//! binary search over the call number down to a leaf that tests the call's rules in the
+//! order that decides (strictest action first; the first rule whose comparisons all hold
+//! gives the answer; none: the default). That order is [`SeccompProfile::decide`]'s own,
+//! so the program means the profile by construction; the unit tests also run the compiled
+//! BPF in an interpreter against `decide` for every syscall and many argument values.
 //!
-//! 1. **ABI guard** (hand-written): kill unless `arch == AUDIT_ARCH_X86_64` and the x32
-//!    bit (`nr & 0x40000000`) is clear. Without it, a blocklist rule for `ptrace` would
-//!    not see x32's `ptrace`, which reaches the same kernel function.
-//! 2. **Base**: match = allow, mismatch = `defaultAction`, over *all* rules of every
-//!    action (with their conditions). It answers "did any rule match?".
-//! 3. **One filter per other action A**: match = A, mismatch = allow, over the rules whose
-//!    action is A.
-//!
-//! Take a call and let M be the actions of the rules that match it. If M is empty, the
-//! base returns the default and every action filter allows: the result is the default. If
-//! M is not empty, the base allows and each filter A returns A exactly when A is in M: the
-//! result is the strictest of M. Ties (two errnos) go to the most recently installed
-//! filter, so the action filters are installed in reverse order of first appearance. The
-//! unit tests check this equivalence by running the compiled BPF in an interpreter against
-//! [`SeccompProfile::decide`] for every syscall and many argument values.
-//!
-//! Conditional rules need care with the merge. Take `clone` in the default profile:
-//! "allow when `flags & CLONE_NEW* == 0`" plus "deny when `flags & CLONE_NEWUSER ==
-//! CLONE_NEWUSER`" (one rule per namespace flag). A thread's `clone` matches only the
-//! allow rule: the base allows, the errno filter allows. `clone(CLONE_NEWUSER)` matches the
-//! deny rule: the errno filter returns EPERM, and even if the allow rule were unconditional
-//! the errno would still win. A rule with no conditions for a syscall makes the other
-//! rules of the same filter for it redundant, and the compiler merges them that way.
+//! Take `clone` in the default profile: "allow when `flags & CLONE_NEW* == 0`" plus "deny
+//! when `flags & CLONE_NEWUSER == CLONE_NEWUSER`" (one rule per namespace flag). The leaf
+//! for `clone` tests the denials first: `clone(CLONE_NEWUSER)` gets EPERM even if the
+//! allow rule were unconditional; a thread's `clone` passes them and meets the allow rule.
 //!
 //! Arguments are compared on all 64 bits, as libseccomp does. For an `int` argument the
 //! kernel ignores the upper half, so a denial of an `int` value must mask the low 32 bits

@@ -32,7 +32,8 @@ pub enum SeccompError {
     #[error("{0}")]
     Profile(PolicyErrors),
 
-    /// seccompiler refused to build a BPF program (e.g. more than 4096 instructions).
+    /// The profile does not fit in a BPF program (more than 4096 instructions, or a rule
+    /// whose comparisons are too long for a conditional jump).
     #[error(
         "cannot compile seccomp profile {source_name} ({filter}): {message}\n  help: split long argument rule chains or drop redundant rules; a BPF program holds at most 4096 instructions"
     )]

@@ -86,20 +86,6 @@ impl Action {
             Action::Allow => libc::SECCOMP_RET_ALLOW,
         }
     }
-
-    /// seccompiler's name for this action.
-    pub(crate) fn to_seccompiler(self) -> seccompiler::SeccompAction {
-        use seccompiler::SeccompAction as S;
-        match self {
-            Action::KillProcess => S::KillProcess,
-            Action::KillThread => S::KillThread,
-            Action::Trap => S::Trap,
-            Action::Errno(errno) => S::Errno(u32::from(errno)),
-            Action::Trace(data) => S::Trace(u32::from(data)),
-            Action::Log => S::Log,
-            Action::Allow => S::Allow,
-        }
-    }
 }
 
 impl fmt::Display for Action {
@@ -321,11 +307,6 @@ impl SeccompProfile {
         self.log_flag
     }
 
-    /// Every distinct action of the rules, in order of first appearance in the file.
-    pub(crate) fn action_order(&self) -> &[Action] {
-        &self.action_order
-    }
-
     /// What the kernel will do with `syscall(args...)` under this profile (missing
     /// arguments are 0): the strictest action of the rules that match, or
     /// [`SeccompProfile::default_action`] when none does. Between two actions of equal
@@ -352,10 +333,16 @@ impl SeccompProfile {
 
     /// The rule that decides `nr(args)`, if any (for `policy explain`).
     pub fn deciding_rule(&self, nr: u32, args: &[u64; 6]) -> Option<&SyscallRule> {
-        self.rules
-            .iter()
-            .filter(|rule| rule.nr == nr && rule.matches(args))
-            .min_by_key(|rule| (rule.action.precedence(), self.action_rank(rule.action), rule.entry))
+        self.rules_in_order(nr).into_iter().find(|rule| rule.matches(args))
+    }
+
+    /// The rules for `nr` in the order that decides: strictest action first, then the
+    /// action that appears first in the file, then file order. The first rule that matches
+    /// a call decides it (the compiled program tests them in this order too).
+    pub(crate) fn rules_in_order(&self, nr: u32) -> Vec<&SyscallRule> {
+        let mut rules: Vec<&SyscallRule> = self.rules.iter().filter(|rule| rule.nr == nr).collect();
+        rules.sort_by_key(|rule| (rule.action.precedence(), self.action_rank(rule.action), rule.entry));
+        rules
     }
 
     /// Where `action` first appears among the rules (ties between equal precedences go to
