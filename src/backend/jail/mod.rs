@@ -16,6 +16,7 @@
 //! `cgroup`, `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the child).
 
 mod cgroup;
+mod etc;
 mod landlock;
 pub mod plan;
 pub mod seccomp;
@@ -43,6 +44,7 @@ use crate::{
     policy::{Grant, Layer, Program, SeccompGrant},
 };
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
+use etc::EtcTemplate;
 use plan::{HostLayout, PlanError};
 use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step};
@@ -124,6 +126,32 @@ pub struct JailReport {
     pub violations: Vec<String>,
 }
 
+/// What the host looks like to the jail: its layout and, when airlock may create a tmpfs,
+/// the prepared /etc built from it (reused while the host's /etc entries are unchanged).
+#[derive(Debug, Clone)]
+struct Host {
+    probed: Instant,
+    layout: Arc<HostLayout>,
+    etc: Option<Arc<EtcTemplate>>,
+}
+
+impl Host {
+    fn probe(known: Option<Arc<EtcTemplate>>) -> Host {
+        let layout = Arc::new(HostLayout::probe());
+        let etc = match known.filter(|etc| etc.holds(&layout.etc)) {
+            Some(etc) => Some(etc),
+            None => match EtcTemplate::build(&layout.etc) {
+                Ok(etc) => Some(Arc::new(etc)),
+                Err(error) => {
+                    tracing::debug!("jail: /etc is made file by file in each jail (no prepared tmpfs: {error})");
+                    None
+                }
+            },
+        };
+        Host { probed: Instant::now(), layout, etc }
+    }
+}
+
 /// A pinned executable whose digest was checked, identified by what would change if its
 /// contents did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +165,7 @@ struct FileIdentity {
 
 /// The process jail backend: host capabilities probed once, shared by every call.
 pub struct JailBackend {
-    layout: RwLock<(Instant, Arc<HostLayout>)>,
+    host: RwLock<Host>,
     landlock: Option<ABI>,
     cgroups: Result<Cgroups, String>,
     cgroup_namespace: bool,
@@ -165,7 +193,7 @@ impl JailBackend {
         // SAFETY: getuid/getgid have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         JailBackend {
-            layout: RwLock::new((Instant::now(), Arc::new(HostLayout::probe()))),
+            host: RwLock::new(Host::probe(None)),
             landlock: landlock::probe_abi(),
             cgroups: Cgroups::detect(),
             cgroup_namespace: Path::new("/proc/self/ns/cgroup").exists(),
@@ -213,15 +241,16 @@ impl JailBackend {
         self.cgroups.as_ref().err().map(String::as_str)
     }
 
-    fn layout(&self) -> Arc<HostLayout> {
-        if let Ok(guard) = self.layout.read()
-            && guard.0.elapsed() < LAYOUT_TTL
-        {
-            return Arc::clone(&guard.1);
-        }
-        let fresh = Arc::new(HostLayout::probe());
-        if let Ok(mut guard) = self.layout.write() {
-            *guard = (Instant::now(), Arc::clone(&fresh));
+    /// The host's layout and its prepared /etc, read again when older than [`LAYOUT_TTL`].
+    fn host(&self) -> Host {
+        let known = match self.host.read() {
+            Ok(host) if host.probed.elapsed() < LAYOUT_TTL => return host.clone(),
+            Ok(host) => host.etc.clone(),
+            Err(_) => None,
+        };
+        let fresh = Host::probe(known);
+        if let Ok(mut host) = self.host.write() {
+            *host = fresh.clone();
         }
         fresh
     }
@@ -311,7 +340,8 @@ impl JailBackend {
         let has = |layer: Layer| layers.contains(&layer);
 
         // Everything the child needs, prepared here: it must not allocate.
-        let root = plan::root_plan(&self.layout(), grant)?;
+        let host = self.host();
+        let root = plan::root_plan(&host.layout, grant, host.etc.is_some())?;
         let cgroup_memory = has(Layer::Cgroups);
         let hard = |resource: u32| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -385,6 +415,7 @@ impl JailBackend {
                 report: report_write.as_raw_fd(),
                 go: go_read.as_raw_fd(),
                 landlock: raw(&ruleset),
+                etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
                 executable: raw(&exec_fd),
             },
         });
@@ -404,7 +435,15 @@ impl JailBackend {
         });
         let born_inside = from_resident.is_some();
         let (pid, pidfd) = from_resident.unwrap_or_else(clone_here).map_err(JailError::Clone)?;
-        let mut jailed = Jailed { pid, pidfd: Some(pidfd), reaped: None, _args: args, _plan: plan, _stack: stack };
+        let mut jailed = Jailed {
+            pid,
+            pidfd: Some(pidfd),
+            reaped: None,
+            _args: args,
+            _plan: plan,
+            _stack: stack,
+            _etc: host.etc.clone(),
+        };
         // The child's ends belong to the child now.
         drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
 
@@ -466,6 +505,8 @@ struct Jailed {
     reaped: Option<(i32, libc::rusage)>,
     _args: Box<ChildArgs>,
     _plan: Box<ChildPlan>,
+    /// The prepared /etc the child clones (its descriptor must stay open until then).
+    _etc: Option<Arc<EtcTemplate>>,
     _stack: ChildStack,
 }
 

@@ -182,6 +182,9 @@ pub enum MountOp {
     Proc { target: CString, options: CString },
     /// Bind a path of the jail's fresh /proc onto itself read-only, if the kernel has it.
     ProcReadOnly { target: CString },
+    /// Clone the prepared /etc (the parent's detached tmpfs, see `etc`) read-only at
+    /// `target`. It holds what the copies, symlinks and mount points of /etc would.
+    EtcTemplate { target: CString },
 }
 
 impl MountOp {
@@ -204,6 +207,7 @@ impl MountOp {
             }
             MountOp::Proc { target, .. } => format!("mount a fresh /proc at {}", text(target)),
             MountOp::ProcReadOnly { target } => format!("make {} read-only", text(target)),
+            MountOp::EtcTemplate { target } => format!("mount the prepared /etc at {}", text(target)),
         }
     }
 }
@@ -302,7 +306,11 @@ pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option
 /// the steps is the order of the mounts: the staging tmpfs first; system directories,
 /// /etc and /dev; the private /tmp; the grant's mounts, parents before children; the
 /// protected paths last (so that a read-write workspace cannot cover them); /proc.
-pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanError> {
+///
+/// `etc_template`: the child gets the prepared /etc (one clone of a tmpfs that already
+/// holds the copies, symlinks and mount points of `layout.etc`) instead of making them one
+/// by one.
+pub fn root_plan(layout: &HostLayout, grant: &Grant, etc_template: bool) -> Result<RootPlan, PlanError> {
     let workspace = grant.workspace.as_deref();
     // The grant's binds, by target depth so that a parent never covers a child.
     let mut binds: Vec<(PathBuf, &Mount)> = Vec::new();
@@ -315,6 +323,10 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanErr
         protected.push((guest_target(mount, workspace)?, mount));
     }
     protected.sort_by_key(|(target, _)| target.components().count());
+
+    // The template is shared and read-only: a grant that mounts something under /etc needs
+    // its mount point made in this jail's own /etc.
+    let etc_template = etc_template && !binds.iter().any(|(target, _)| target.starts_with("/etc"));
 
     // Every host path bound by path: the staging directory must not overlap any.
     let mut sources: Vec<&Path> = Vec::new();
@@ -376,15 +388,22 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant) -> Result<RootPlan, PlanErr
         }
     }
 
-    // /etc: small files copied, symlinks recreated, directories and large files bound.
+    // /etc: small files copied, symlinks recreated, directories and large files bound; with
+    // the template, the copies, symlinks and mount points are already in it.
     make_dirs(&mut ops, &mut made, &bound, Path::new("/etc"))?;
+    if etc_template {
+        ops.push(MountOp::EtcTemplate { target: at(Path::new("/etc"))? });
+    }
     for ((name, entry), host) in layout.etc.iter().zip(&etc_paths) {
         let guest = Path::new("/etc").join(name);
         match entry {
+            HostEntry::File(_) | HostEntry::Symlink(_) if etc_template => {}
             HostEntry::File(contents) => ops.push(MountOp::FileCopy { path: at(&guest)?, contents: contents.clone() }),
             HostEntry::Symlink(target) => ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&guest)? }),
             HostEntry::Dir | HostEntry::LargeFile => {
-                if *entry == HostEntry::Dir {
+                if etc_template {
+                    // The mount point is in the template.
+                } else if *entry == HostEntry::Dir {
                     make_dirs(&mut ops, &mut made, &bound, &guest)?;
                 } else {
                     ops.push(MountOp::EmptyFile { path: at(&guest)? });
@@ -547,7 +566,7 @@ mod tests {
 
     #[test]
     fn root_plan_binds_system_read_only_workspace_then_protected_last() {
-        let plan = root_plan(&layout(), &grant("/home/u/ws")).unwrap();
+        let plan = root_plan(&layout(), &grant("/home/u/ws"), false).unwrap();
         assert_eq!(plan.staging.as_c_str(), c"/mnt");
         assert_eq!(plan.cwd.as_c_str(), c"/workspace");
         let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
@@ -609,6 +628,41 @@ mod tests {
     }
 
     #[test]
+    fn with_the_etc_template_etc_is_one_clone_then_the_binds_onto_its_mount_points() {
+        let with = root_plan(&layout(), &grant("/home/u/ws"), true).unwrap();
+        let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
+        let template = index(&with.ops, &MountOp::EtcTemplate { target: c"/mnt/etc".into() });
+        let etc_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/etc".into() });
+        let alternatives = index(
+            &with.ops,
+            &MountOp::Bind { source: c"/etc/alternatives".into(), target: c"/mnt/etc/alternatives".into(), attrs: ro },
+        );
+        assert!(etc_dir < template && template < alternatives);
+        // No copy, symlink or mount point made under /etc: the template holds them.
+        let under_etc = |path: &CString| path.as_bytes().starts_with(b"/mnt/etc/");
+        assert!(!with.ops.iter().any(|op| match op {
+            MountOp::FileCopy { path, .. } | MountOp::Symlink { path, .. } | MountOp::Dir { path } => under_etc(path),
+            MountOp::EmptyFile { path } => under_etc(path),
+            _ => false,
+        }));
+        // Everything else is the same plan.
+        let without = root_plan(&layout(), &grant("/home/u/ws"), false).unwrap();
+        let outside_etc = |ops: &[MountOp]| -> Vec<MountOp> {
+            ops.iter()
+                .filter(|op| !op.describe().contains("/mnt/etc") && !op.describe().contains("/etc/"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(outside_etc(&with.ops), outside_etc(&without.ops));
+        // A grant that mounts under /etc gets its own /etc, made file by file.
+        let mut grant = grant("/home/u/ws");
+        grant.mounts.push(Mount { host: "/etc/hostname".into(), guest: "/etc/hostname".into(), writable: false });
+        let own = root_plan(&layout(), &grant, true).unwrap();
+        assert!(!own.ops.iter().any(|op| matches!(op, MountOp::EtcTemplate { .. })));
+        index(&own.ops, &MountOp::EmptyFile { path: c"/mnt/etc/hostname".into() });
+    }
+
+    #[test]
     fn staging_avoids_every_source_and_its_ancestors() {
         let candidates: Vec<String> = ["/mnt", "/opt", "/tmp"].iter().map(|s| s.to_string()).collect();
         assert_eq!(choose_staging(&candidates, &[Path::new("/mnt/data/ws")]), Some("/opt"));
@@ -616,7 +670,7 @@ mod tests {
         assert_eq!(choose_staging(&candidates, &[Path::new("/mnt"), Path::new("/opt/x")]), Some("/tmp"));
         let mut grant = grant("/mnt/ws");
         grant.mounts.retain(|m| !m.host.starts_with("/opt"));
-        let plan = root_plan(&layout(), &grant).unwrap();
+        let plan = root_plan(&layout(), &grant, false).unwrap();
         assert_eq!(plan.staging.as_c_str(), c"/opt");
     }
 

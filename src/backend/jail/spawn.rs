@@ -253,6 +253,8 @@ pub struct ChildFds {
     pub go: i32,
     /// The Landlock ruleset, or -1.
     pub landlock: i32,
+    /// The prepared /etc (a detached tmpfs), or -1.
+    pub etc: i32,
     /// The pinned executable, or -1.
     pub executable: i32,
 }
@@ -442,7 +444,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds) -> SetUpFailure {
     // 4. The minimal root.
     step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
     for (index, op) in plan.root.ops.iter().enumerate() {
-        step!(Step::Mount, index, apply(op));
+        step!(Step::Mount, index, apply(op, fds));
     }
     step!(Step::SealRoot, 0, sys::mount_setattr(&plan.root.staging, false, attr::RDONLY | attr::NOSUID | attr::NODEV));
     step!(Step::PivotRoot, 0, sys::chdir(&plan.root.staging));
@@ -512,7 +514,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds) -> SetUpFailure {
 }
 
 /// Applies one mount-plan step.
-fn apply(op: &MountOp) -> Result<(), sys::Errno> {
+fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
     match op {
         MountOp::Tmpfs { target, options } => {
             sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(options))
@@ -560,6 +562,15 @@ fn apply(op: &MountOp) -> Result<(), sys::Errno> {
             };
             let bound = sys::bind_fd(fd, fd, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
             let _ = sys::close(fd);
+            bound
+        }
+        MountOp::EtcTemplate { target } => {
+            if fds.etc < 0 {
+                return Err(libc::EBADF);
+            }
+            let target = sys::open_path_no_symlinks(target)?;
+            let bound = sys::bind_fd(fds.etc, target, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
+            let _ = sys::close(target);
             bound
         }
         MountOp::Proc { target, options } => sys::mount(
