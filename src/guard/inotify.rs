@@ -1,15 +1,16 @@
-//! A thin, owned wrapper over the kernel's inotify: add a watch, drain events without
-//! blocking.
+//! A thin, owned wrapper over the kernel's inotify: add or remove a watch, drain events
+//! without blocking. Used by the guard's tree states and by the wasm backend's preopen
+//! cache, each with its own instance.
 //!
 //! Owns: the inotify descriptor and the parsing of its event records.
-//! Must not: decide what an event means (the tree state does) or block: the descriptor is
+//! Must not: decide what an event means (its user does) or block: the descriptor is
 //! non-blocking, and draining stops at the first `EAGAIN`.
 
 use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
         unix::ffi::OsStrExt,
     },
     path::Path,
@@ -31,7 +32,7 @@ pub(super) const WATCH_MASK: u32 = libc::IN_MODIFY
 /// One event: the watch it came from and, for an event about a directory's entry, the
 /// entry's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Event {
+pub(crate) struct Event {
     pub wd: i32,
     pub mask: u32,
     pub name: Option<Vec<u8>>,
@@ -39,7 +40,7 @@ pub(super) struct Event {
 
 /// What draining the queue found.
 #[derive(Debug, Default)]
-pub(super) struct Drained {
+pub(crate) struct Drained {
     pub events: Vec<Event>,
     /// The kernel dropped events (`IN_Q_OVERFLOW`): nothing can be concluded from them.
     pub overflow: bool,
@@ -47,7 +48,7 @@ pub(super) struct Drained {
 
 /// An inotify instance.
 #[derive(Debug)]
-pub(super) struct Inotify {
+pub(crate) struct Inotify {
     fd: OwnedFd,
 }
 
@@ -75,6 +76,42 @@ impl Inotify {
             return Err(io::Error::last_os_error());
         }
         Ok(wd)
+    }
+
+    /// Watches the directory open as `dir` for the events in `mask`: the very inode of the
+    /// descriptor, whatever path now leads to it (the watch is set through
+    /// `/proc/self/fd`, which names the open file, not a path that could have been swapped).
+    pub fn add_dir_watch(&self, dir: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+        let c_path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+        // SAFETY: the descriptor is a live inotify instance and `c_path` a valid C string
+        // that outlives the call. Without IN_DONT_FOLLOW the magic link is followed to the
+        // open directory; IN_ONLYDIR refuses anything else.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                self.fd.as_raw_fd(),
+                c_path.as_ptr(),
+                (mask | libc::IN_ONLYDIR) & !libc::IN_DONT_FOLLOW,
+            )
+        };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(wd)
+    }
+
+    /// Removes watch `wd`. A watch the kernel already dropped (its inode deleted) is no
+    /// error.
+    pub fn remove_watch(&self, wd: i32) -> io::Result<()> {
+        // SAFETY: the descriptor is a live inotify instance; `wd` is an integer.
+        let removed = unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
+        if removed < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EINVAL) {
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Reads every queued event, without blocking.

@@ -21,7 +21,7 @@
 //! which the runtime turns into a refusal or a `tampered` outcome, never into a pass), or
 //! follow a symlink: a protected path is digested as it is named.
 
-mod inotify;
+pub(crate) mod inotify;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},

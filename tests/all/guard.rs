@@ -187,27 +187,25 @@ async fn sandbox_blocks_every_route_to_tests_in_the_jail_and_the_twin_writes_els
 async fn sandbox_blocks_every_route_to_tests_in_wasm_and_the_twin_writes_elsewhere() {
     let env = Env::new();
     let runtime = env.runtime();
-    // Raw WASI calls on every preopen (the workspace root is split: `.` and `tests` are
-    // read-only preopens, `src` a writable one).
+    // Raw WASI calls on every preopen (the workspace root is split: `.` is a read-only
+    // preopen that shows `tests`, `src` a writable one; `tests` has no preopen of its own).
     let attacks: Vec<(&str, Value)> = vec![
         ("write via tests", fsop("write", "tests", "test_a.py", &["cheat"])),
         ("write via the root", fsop("write", ".", "tests/test_a.py", &["cheat"])),
         ("write via src and ..", fsop("write", "src", "../tests/test_a.py", &["cheat"])),
         ("create", fsop("write", ".", "tests/test_new.py", &["x"])),
-        ("create in a subdirectory", fsop("write", "tests", "unit/conftest.py", &["x"])),
-        ("mkdir", fsop("mkdir", "tests", "sub", &[])),
-        ("delete", fsop("unlink", "tests", "test_a.py", &[])),
-        ("delete via the root", fsop("unlink", ".", "tests/test_a.py", &[])),
+        ("create in a subdirectory", fsop("write", ".", "tests/unit/conftest.py", &["x"])),
+        ("mkdir", fsop("mkdir", ".", "tests/sub", &[])),
+        ("delete", fsop("unlink", ".", "tests/test_a.py", &[])),
         ("delete the tree", fsop("delete-dir", ".", "tests", &[])),
-        ("rename out", fsop("rename", "tests", "test_a.py", &["src", "test_a.py"])),
+        ("rename out", fsop("rename", ".", "tests/test_a.py", &["src", "test_a.py"])),
         ("rename the tree", fsop("rename", ".", "tests", &[".", "tests_old"])),
         ("rename the tree into src", fsop("rename", ".", "tests", &["src", "tests_old"])),
-        ("rename in", fsop("rename", "src", "main.py", &["tests", "test_main.py"])),
-        ("symlink inside", fsop("symlink", "tests", "evil", &["../src"])),
+        ("rename in", fsop("rename", "src", "main.py", &[".", "tests/test_main.py"])),
+        ("symlink inside", fsop("symlink", ".", "tests/evil", &["../src"])),
         ("symlink beside (swap)", fsop("symlink", ".", "tests2", &["src"])),
-        ("hard link out", fsop("link", "tests", "test_a.py", &["src", "alias.py"])),
-        ("hard link out via the root", fsop("link", ".", "tests/test_a.py", &["src", "alias.py"])),
-        ("hard link in", fsop("link", "src", "main.py", &["tests", "test_main.py"])),
+        ("hard link out", fsop("link", ".", "tests/test_a.py", &["src", "alias.py"])),
+        ("hard link in", fsop("link", "src", "main.py", &[".", "tests/test_main.py"])),
         ("create a protected path", fsop("mkdir", ".", "eval", &[])),
     ];
     for (what, arguments) in attacks {
@@ -231,6 +229,36 @@ async fn sandbox_blocks_every_route_to_tests_in_wasm_and_the_twin_writes_elsewhe
     }
     assert_eq!(fs::read_to_string(env.ws().join("src/out.txt")).unwrap(), "ok");
     env.assert_tests_intact("twins");
+}
+
+/// The preopens of a guarded workspace are cached between calls: a directory swapped for a
+/// symlink (to the protected tree, or to `/`) between two calls is no preopen of the next,
+/// and the directory it replaced is writable under its new name, as a fresh split makes it.
+#[tokio::test]
+async fn sandbox_blocks_a_directory_swapped_for_a_symlink_between_wasm_calls() {
+    let env = Env::new();
+    let runtime = env.runtime();
+    fs::create_dir(env.ws().join("docs")).unwrap();
+    for (what, target) in [("to tests", "tests"), ("to /", "/")] {
+        let first = call(&runtime, "agent", "fsop", env.ws(), fsop("write", "src", "out.txt", &["ok"])).await;
+        assert_eq!(first.status, Status::Ok, "{what}: {}", describe(&first));
+        fs::rename(env.ws().join("src"), env.ws().join("src_old")).unwrap();
+        std::os::unix::fs::symlink(target, env.ws().join("src")).unwrap();
+        for (dir, path) in [("src", "test_a.py"), ("src", "cheat.txt"), (".", "src/test_a.py")] {
+            let outcome = call(&runtime, "agent", "fsop", env.ws(), fsop("write", dir, path, &["cheat"])).await;
+            assert_eq!(outcome.status, Status::ToolError, "{what}, {dir} {path}: {}", describe(&outcome));
+        }
+        env.assert_tests_intact(what);
+        assert!(!Path::new("/cheat.txt").exists());
+        let moved = call(&runtime, "agent", "fsop", env.ws(), fsop("write", "src_old", "moved.txt", &["ok"])).await;
+        assert_eq!(moved.status, Status::Ok, "{what}: {}", describe(&moved));
+        assert_eq!(fs::read_to_string(env.ws().join("src_old/moved.txt")).unwrap(), "ok");
+        // A sibling untouched by the swap stays writable.
+        let docs = call(&runtime, "agent", "fsop", env.ws(), fsop("write", "docs", "a.txt", &["ok"])).await;
+        assert_eq!(docs.status, Status::Ok, "{what}: {}", describe(&docs));
+        fs::remove_file(env.ws().join("src")).unwrap();
+        fs::rename(env.ws().join("src_old"), env.ws().join("src")).unwrap();
+    }
 }
 
 /// A change made between two calls (by the test, as another process or an editor would) is

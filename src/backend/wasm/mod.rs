@@ -21,6 +21,7 @@ mod artifact;
 mod cache;
 mod engine;
 mod output;
+mod preopen;
 mod store;
 mod wasi;
 
@@ -36,6 +37,7 @@ use self::{
     cache::{Compiled, ModuleCache},
     engine::{EpochTicker, Linkers},
     output::CappedOutput,
+    preopen::PreopenCache,
     store::{CallState, EngineCeilings, GrantLimiter},
 };
 use crate::{
@@ -165,6 +167,8 @@ pub struct WasmBackend {
     /// failing when the pool is busy.
     slots: tokio::sync::Semaphore,
     max_instances: u32,
+    /// The opened preopens of workspaces with protected paths, kept while unchanged.
+    preopens: PreopenCache,
     // Declared last so it stops after everything else is dropped.
     _ticker: EpochTicker,
 }
@@ -187,6 +191,7 @@ impl WasmBackend {
             cache: ModuleCache::new(engine.clone(), linkers, config.cache_dir),
             slots: tokio::sync::Semaphore::new(config.max_instances as usize),
             max_instances: config.max_instances,
+            preopens: PreopenCache::new(),
             engine,
             _ticker: ticker,
         })
@@ -224,7 +229,7 @@ impl WasmBackend {
             .acquire_many(needed)
             .await
             .map_err(|_| WasmError::Engine { detail: "the instance pool is closed".into() })?;
-        let wasi = wasi::build(grant).await?;
+        let wasi = wasi::build(grant, &self.preopens).await?;
 
         let mut store = Store::new(
             &self.engine,
