@@ -168,6 +168,75 @@ fn jail_network_has_only_loopback_and_it_is_up() {
     assert!(text.contains("loopback-ok"), "{outcome}");
 }
 
+/// The network namespace of the calling thread, as `net:[inode]`.
+fn thread_netns() -> String {
+    std::fs::read_link("/proc/thread-self/ns/net").expect("netns link").to_string_lossy().into_owned()
+}
+
+#[test]
+fn jail_network_namespace_is_new_for_every_call_and_the_callers_thread_stays_in_the_hosts() {
+    // One backend, more calls than it keeps namespaces ready: pooled ones (as root) and,
+    // if the pool runs dry, ones made by the clone; each is new, has loopback up, and
+    // cannot reach a service on the host's loopback. A pooled one is owned by the host's
+    // user namespace, which the jail cannot even name (NS_GET_USERNS: EPERM); the first
+    // call always gets one (the backend makes it when it starts). Namespace inodes are
+    // recycled once a namespace is gone, so "never reused" is shown by calls alive at the
+    // same time: their namespaces all differ.
+    let dir = tempdir();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let script = format!(
+        "import fcntl, os, socket\n\
+         print(os.readlink('/proc/self/ns/net'))\n\
+         try:\n    fcntl.ioctl(os.open('/proc/self/ns/net', os.O_RDONLY), 0xb701); print('owner-jail')\n\
+         except PermissionError: print('owner-host')\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+         c = socket.create_connection(s.getsockname()); print('loopback-ok')\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); print('host-reached')\n\
+         except ConnectionRefusedError: print('host-refused')\n"
+    );
+    let grant = grant(&workspace(dir.path()), &["/usr/bin/python3", "-c", &script]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let jail = JailBackend::new();
+    let host = thread_netns();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    for call in 0..6 {
+        let report = runtime.block_on(jail.run(&grant)).expect("run");
+        let text = String::from_utf8_lossy(&report.stdout.bytes).into_owned();
+        assert_eq!(report.exit, JailExit::Code(0), "{text}{}", String::from_utf8_lossy(&report.stderr.bytes));
+        assert!(report.layers.contains(&Layer::NetNamespace));
+        let mut lines = text.lines();
+        let netns = lines.next().expect("netns line").to_string();
+        let owner = lines.next().expect("owner line");
+        assert_eq!(owner, if root && call == 0 { "owner-host" } else { owner }, "{text}");
+        assert!(root || owner == "owner-jail", "{text}");
+        assert_eq!(lines.collect::<Vec<_>>(), ["loopback-ok", "host-refused"], "{text}");
+        assert!(netns.starts_with("net:["), "{netns}");
+        assert_ne!(netns, host, "the jail is in the host's network namespace");
+        // The thread that ran the call (here it may be the one that cloned) is home.
+        assert_eq!(thread_netns(), host);
+    }
+    // Four calls at once, each alive for a second after it looked: the first poll of each
+    // clones it, so all four live at the same time.
+    let mut sleeper = grant.clone();
+    sleeper.args = vec!["-c".into(), "import os, time; print(os.readlink('/proc/self/ns/net')); time.sleep(1)".into()];
+    let (a, b, c, d) = runtime.block_on(async {
+        tokio::join!(jail.run(&sleeper), jail.run(&sleeper), jail.run(&sleeper), jail.run(&sleeper))
+    });
+    let mut seen: Vec<String> = [a, b, c, d]
+        .into_iter()
+        .map(|report| String::from_utf8_lossy(&report.expect("run").stdout.bytes).trim().to_string())
+        .collect();
+    assert!(seen.iter().all(|netns| netns.starts_with("net:[") && *netns != host), "{seen:?}");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "two live jails shared a network namespace: {seen:?}");
+    assert_eq!(thread_netns(), host);
+    assert_eq!(listener.accept().map(drop).map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock));
+}
+
 #[test]
 fn jail_sets_rlimits_and_puts_the_tree_in_its_own_cgroup() {
     let dir = tempdir();

@@ -32,8 +32,18 @@ use std::{
     thread::JoinHandle,
 };
 
-/// Work run on a resident thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// Work run on a resident thread; it says whether the thread may run more.
+type Job = Box<dyn FnOnce() -> AfterJob + Send>;
+
+/// What becomes of a resident thread after a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterJob {
+    /// It waits for the next job.
+    Continue,
+    /// It exits: the job left it unfit for other work (a clone that could not bring it
+    /// back to the host's network namespace). The cgroup goes on without a resident.
+    Retire,
+}
 
 /// A thread that lives in a call cgroup and runs jobs (clones) there.
 #[derive(Debug)]
@@ -57,7 +67,9 @@ impl Resident {
             let _ = ready.send(moved);
             if ok {
                 for job in inbox {
-                    job();
+                    if job() == AfterJob::Retire {
+                        break;
+                    }
                 }
             }
         })?;
@@ -425,17 +437,37 @@ impl CallCgroup {
         Ok(keyed_value(&read_text(&mut self.pids_events)?, "max").unwrap_or(0))
     }
 
+    /// Whether this cgroup has a thread living in it (see [`CallCgroup::run_inside`]).
+    pub fn has_resident(&self) -> bool {
+        self.resident.is_some()
+    }
+
     /// Runs `job` on the thread that lives in this cgroup, so that a process it clones is
     /// born in the cgroup; `None` when there is no such thread (then [`CallCgroup::attach`]
-    /// the process).
-    pub fn run_inside<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    /// the process). A job that answers [`AfterJob::Retire`] ends the thread: the cgroup
+    /// has no resident from then on.
+    pub fn run_inside<R: Send + 'static>(&mut self, job: impl FnOnce() -> (R, AfterJob) + Send + 'static) -> Option<R> {
         let jobs = self.resident.as_ref()?.jobs.as_ref()?;
         let (done, result) = mpsc::channel();
         jobs.send(Box::new(move || {
-            let _ = done.send(job());
+            let (value, after) = job();
+            let _ = done.send((value, after));
+            after
         }))
         .ok()?;
-        result.recv().ok()
+        let (value, after) = result.recv().ok()?;
+        if after == AfterJob::Retire {
+            self.retire_resident();
+        }
+        Some(value)
+    }
+
+    /// Ends the resident thread (joining it) and takes it out of pids.max.
+    fn retire_resident(&mut self) {
+        self.resident = None;
+        if let Some((_, pids)) = self.current.take() {
+            let _ = write_value(&mut self.pids_max, &pids.to_string());
+        }
     }
 
     /// Puts process `pid` (and the children it will have) in this cgroup.
@@ -481,6 +513,25 @@ impl CallCgroup {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resident_that_retires_is_gone_and_no_longer_counted_in_pids_max() {
+        let Ok(cgroups) = Cgroups::detect() else { return };
+        let mut cgroup = cgroups.take(1 << 30, 64).unwrap();
+        if !cgroup.has_resident() {
+            // cgroup v2, or a resident that could not move: nothing to retire.
+            cgroups.give_back(cgroup);
+            return;
+        }
+        assert_eq!(read_text(&mut cgroup.pids_max).unwrap().trim(), "65");
+        assert_eq!(cgroup.run_inside(|| (1, AfterJob::Continue)), Some(1));
+        assert!(cgroup.has_resident());
+        assert_eq!(cgroup.run_inside(|| (2, AfterJob::Retire)), Some(2));
+        assert!(!cgroup.has_resident());
+        assert_eq!(cgroup.run_inside(|| (3, AfterJob::Continue)), None);
+        assert_eq!(read_text(&mut cgroup.pids_max).unwrap().trim(), "64");
+        cgroup.remove();
+    }
 
     #[test]
     fn keyed_values_are_read_by_key() {

@@ -3,7 +3,7 @@
 //! capabilities, with rlimits and cgroup limits, and reports how it ended.
 //!
 //! Owns: what the host offers ([`JailBackend::new`] probes it once: Landlock ABI, cgroup
-//! hierarchy, host layout), which layers a call gets (a required layer the host lacks is a
+//! hierarchy, host layout, a pool of network namespaces made ahead), which layers a call gets (a required layer the host lacks is a
 //! refusal, never a weaker run: [`JailError::LayerUnavailable`]), preparing the child's
 //! plan, supervising the run (wall time, CPU of the whole tree, output caps, stdin), and
 //! classifying the end ([`JailExit`]).
@@ -13,11 +13,13 @@
 //! before its memory goes.
 //!
 //! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `landlock`,
-//! `cgroup`, `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the child).
+//! `cgroup`, `netns` (network namespaces made ahead), `seccomp` (profiles compiled to BPF),
+//! `sys` (raw system calls for the child).
 
 mod cgroup;
 mod etc;
 mod landlock;
+mod netns;
 pub mod plan;
 pub mod seccomp;
 mod spawn;
@@ -32,7 +34,7 @@ use std::{
         unix::{ffi::OsStrExt, fs::MetadataExt},
     },
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
@@ -43,11 +45,12 @@ use crate::{
     outcome::{CapturedOutput, Limit, Usage},
     policy::{Grant, Layer, Program, SeccompGrant},
 };
-use cgroup::{CallCgroup, CgroupUsage, Cgroups};
+use cgroup::{AfterJob, CallCgroup, CgroupUsage, Cgroups};
 use etc::EtcTemplate;
+use netns::NetnsPool;
 use plan::{HostLayout, PlanError};
 use seccomp::{CompiledSeccomp, SeccompProfile};
-use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step};
+use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, SpawnError, Step};
 
 /// How often the CPU time of the whole tree is checked against the limit (rlimits bound
 /// each process; this bounds a tree that forks to spread its work).
@@ -92,6 +95,11 @@ pub enum JailError {
          (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)"
     )]
     Clone(io::Error),
+    #[error(
+        "the thread that cloned the jail cannot return to the host's network namespace: {0}; the jail was \
+         killed and the thread retired (did the process lose CAP_SYS_ADMIN?)"
+    )]
+    NetnsReturn(io::Error),
     #[error("cannot write the jail's uid/gid maps: {0}")]
     Maps(io::Error),
     #[error("cannot put the jail in its cgroup: {0}")]
@@ -169,6 +177,10 @@ pub struct JailBackend {
     landlock: Option<ABI>,
     cgroups: Result<Cgroups, String>,
     cgroup_namespace: bool,
+    /// Network namespaces made ahead (`Err`: why there is no pool; calls then clone with
+    /// `CLONE_NEWNET`).
+    /// Started by the first jailed call: a runtime that never jails makes no namespace.
+    netns: OnceLock<Result<NetnsPool, String>>,
     uid: u32,
     gid: u32,
     verified: Mutex<HashMap<PathBuf, (FileIdentity, String)>>,
@@ -182,12 +194,14 @@ impl std::fmt::Debug for JailBackend {
             .field("landlock", &self.landlock)
             .field("cgroups", &self.cgroups.as_ref().map(|c| c.version()))
             .field("cgroup_namespace", &self.cgroup_namespace)
+            .field("netns_pool", &self.netns.get().map(|pool| pool.as_ref().map(drop)))
             .finish()
     }
 }
 
 impl JailBackend {
-    /// Probes the host: its layout, Landlock's ABI, a cgroup hierarchy, cgroup namespaces.
+    /// Probes the host: its layout, Landlock's ABI, a cgroup hierarchy, cgroup namespaces,
+    /// and starts the pool of network namespaces where it can (as root).
     /// Never fails: what is missing makes calls that require it refused, with the reason.
     pub fn new() -> JailBackend {
         // SAFETY: getuid/getgid have no preconditions.
@@ -197,6 +211,7 @@ impl JailBackend {
             landlock: landlock::probe_abi(),
             cgroups: Cgroups::detect(),
             cgroup_namespace: Path::new("/proc/self/ns/cgroup").exists(),
+            netns: OnceLock::new(),
             uid,
             gid,
             verified: Mutex::new(HashMap::new()),
@@ -234,6 +249,17 @@ impl JailBackend {
     /// The Landlock ABI in use (`None`: the kernel has none).
     pub fn landlock_abi(&self) -> Option<i32> {
         self.landlock.map(|abi| abi as i32)
+    }
+
+    /// Why network namespaces are not made ahead, if they are not (each call then makes
+    /// its own: the same isolation, half a millisecond slower).
+    pub fn netns_pool_unavailable(&self) -> Option<&str> {
+        self.netns_pool().as_ref().err().map(String::as_str)
+    }
+
+    /// The pool of network namespaces, started on first use.
+    fn netns_pool(&self) -> &Result<NetnsPool, String> {
+        self.netns.get_or_init(NetnsPool::start)
     }
 
     /// Why cgroup limits are unavailable, if they are.
@@ -406,9 +432,9 @@ impl JailBackend {
         let (go_read, go_write) = pipe().map_err(resource("go pipe"))?;
         let stack = ChildStack::new().map_err(resource("child stack"))?;
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
-        let args = Box::new(ChildArgs {
-            plan: &*plan as *const ChildPlan,
-            fds: ChildFds {
+        let args = Box::new(ChildArgs::new(
+            &*plan as *const ChildPlan,
+            ChildFds {
                 stdin: stdin_read.as_raw_fd(),
                 stdout: stdout_write.as_raw_fd(),
                 stderr: stderr_write.as_raw_fd(),
@@ -418,23 +444,46 @@ impl JailBackend {
                 etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
                 executable: raw(&exec_fd),
             },
-        });
+        ));
 
         let started = Instant::now();
+        // A fresh network namespace made ahead, when there is one; the cloning thread
+        // enters it for the clone (see `netns`).
+        let mut netns = self.netns_pool().as_ref().ok().and_then(NetnsPool::take);
         // Cloned from the thread that lives in the call's cgroup when there is one (the
         // child is born in it), else here and moved in below.
-        let clone_here = || spawn::spawn(&args, &stack);
-        let from_resident = cgroup.as_ref().and_then(|cgroup| {
+        let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
             let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
+            let netns = netns.take();
             cgroup.run_inside(move || {
                 // SAFETY: `args` and `stack` outlive this job: run_inside returns only once
                 // the job has run, and both are owned by this frame until then.
                 let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
-                spawn::spawn(args, stack)
+                let spawned = spawn::spawn(args, stack, netns);
+                // A resident stuck in a jail's network namespace runs nothing else.
+                let after =
+                    if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
+                (spawned, after)
             })
         });
         let born_inside = from_resident.is_some();
-        let (pid, pidfd) = from_resident.unwrap_or_else(clone_here).map_err(JailError::Clone)?;
+        let spawned = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
+            // This thread is the caller's: it cannot be retired.
+            Err(SpawnError::Stranded(error)) => netns::abort_stranded(&error),
+            other => other,
+        });
+        let (pid, pidfd) = match spawned {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                if let (Ok(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
+                    cgroups.give_back(cgroup);
+                }
+                return Err(match error {
+                    SpawnError::Clone(error) => JailError::Clone(error),
+                    SpawnError::Stranded(error) => JailError::NetnsReturn(error),
+                });
+            }
+        };
         let mut jailed = Jailed {
             pid,
             pidfd: Some(pidfd),
@@ -846,6 +895,61 @@ mod tests {
         let (exit, violations) = classify(libc::SIGSYS, None, &none, 0, 10);
         assert_eq!(exit, JailExit::Signal(libc::SIGSYS));
         assert!(violations[0].starts_with("seccomp"));
+    }
+
+    #[test]
+    fn every_thread_that_clones_a_jail_is_back_in_the_hosts_network_namespace() {
+        let backend = JailBackend::new();
+        if backend.netns_pool_unavailable().is_some() {
+            // Not root: no pool, no thread ever changes namespace.
+            return;
+        }
+        let netns = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let host = netns();
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/true".into(), sha256: None });
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for _ in 0..5 {
+            let report = runtime.block_on(backend.run(&grant)).unwrap();
+            assert_eq!(report.exit, JailExit::Code(0));
+            // The caller's thread (it clones when the cgroup has no resident thread).
+            assert_eq!(netns(), host);
+        }
+        // The resident thread of the call cgroup the calls used (cgroup v1).
+        if let Ok(cgroups) = &backend.cgroups {
+            let mut cgroup = cgroups.take(1 << 30, 64).unwrap();
+            if let Some(seen) = cgroup.run_inside(move || (netns(), AfterJob::Continue)) {
+                assert_eq!(seen, host);
+                // Without its resident, the next calls (which take this cgroup again)
+                // clone on this thread; one of them through a pooled namespace (owned by
+                // the host's user namespace: the jail cannot get its owner).
+                cgroup.run_inside(|| ((), AfterJob::Retire));
+                assert!(!cgroup.has_resident());
+                cgroups.give_back(cgroup);
+                let mut owner = grant.clone();
+                owner.program = Program::Process { executable: "/usr/bin/python3".into(), sha256: None };
+                owner.args = vec![
+                    "-c".into(),
+                    "import fcntl, os\ntry:\n    fcntl.ioctl(os.open('/proc/self/ns/net', os.O_RDONLY), 0xb701); \
+                     print('jail')\nexcept PermissionError: print('host')"
+                        .into(),
+                ];
+                let mut pooled = false;
+                for _ in 0..10 {
+                    let report = runtime.block_on(backend.run(&owner)).unwrap();
+                    assert_eq!(report.exit, JailExit::Code(0));
+                    assert_eq!(netns(), host);
+                    if report.stdout.bytes == b"host\n" {
+                        pooled = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                assert!(pooled, "no call cloned on this thread got a pooled namespace");
+            } else {
+                cgroups.give_back(cgroup);
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The jail's ordered set-up: one `clone` with every namespace flag, then one straight
-//! function in the child that applies the precomputed plans and execs the tool.
+//! The jail's ordered set-up: one `clone` with every namespace flag (the network namespace
+//! comes from the pool when it can: the cloning thread enters it for the clone), then one
+//! straight function in the child that applies the precomputed plans and execs the tool.
 //!
 //! Owns: [`ChildPlan`] (everything the child needs, prepared by the parent as C strings
-//! and numbers), the child's stack, [`spawn`] (the `clone`), the child's set-up
-//! ([`set_up_and_exec`]) and the report of a failed step ([`SetUpFailure`]).
+//! and numbers), the child's stack, [`spawn`] (the `clone`, and the cloning thread's trip
+//! into a pooled network namespace and back), the child's set-up ([`set_up_and_exec`]) and
+//! the report of a failed step ([`SetUpFailure`]).
 //! Must not: allocate, lock, log or touch libc state in the child. The child shares the
 //! parent's memory (`CLONE_VM`, like `posix_spawn`: no page tables are copied, which is
 //! what makes a jail cheap from a large, multi-threaded process); it only reads the plan,
@@ -14,11 +16,13 @@
 use std::{
     ffi::{CStr, CString, c_int, c_void},
     io,
-    os::fd::{FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     ptr,
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use super::{
+    netns::PooledNetns,
     plan::{MountOp, RootPlan, attr},
     seccomp::CompiledSeccomp,
     sys,
@@ -265,6 +269,30 @@ pub struct ChildFds {
 pub struct ChildArgs {
     pub plan: *const ChildPlan,
     pub fds: ChildFds,
+    /// Written by [`spawn`] just before the clone: true when the clone makes the child's
+    /// network namespace (its loopback is down: the child brings it up), false when the
+    /// child inherits a pooled one (loopback already up, and the child has no capability
+    /// over it).
+    pub own_netns: AtomicBool,
+}
+
+impl ChildArgs {
+    /// The child's arguments; whether it gets a network namespace of its own is decided
+    /// by [`spawn`].
+    pub fn new(plan: *const ChildPlan, fds: ChildFds) -> ChildArgs {
+        ChildArgs { plan, fds, own_netns: AtomicBool::new(true) }
+    }
+}
+
+/// Why [`spawn`] failed.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// `clone` failed; the calling thread is as it was.
+    Clone(io::Error),
+    /// The calling thread entered a pooled network namespace for the clone and cannot go
+    /// back to the host's. Any child was killed and reaped. The thread must not run
+    /// anything else (its signals stay blocked): the caller retires it, or ends the process.
+    Stranded(io::Error),
 }
 
 // SAFETY: ChildArgs is only a bundle of a pointer to an immutable plan and descriptor
@@ -329,13 +357,19 @@ impl Drop for ChildStack {
 /// Clones the child: new user, mount, pid, net, ipc and uts namespaces in one `clone`,
 /// sharing the parent's memory until exec, with every signal blocked across the call so
 /// that no parent handler can run on the child's stack. Returns the pid and a pidfd.
-pub fn spawn(args: &ChildArgs, stack: &ChildStack) -> io::Result<(i32, OwnedFd)> {
-    let flags = libc::CLONE_VM
+///
+/// With `netns`, the calling thread enters that pooled network namespace, clones without
+/// `CLONE_NEWNET` (the child inherits the thread's namespace), and goes back to the host's;
+/// signals stay blocked throughout, so no handler runs in the jail's network either. The
+/// pooled namespace's descriptor is closed before returning: the jail holds the only
+/// reference. When the thread cannot enter it, the clone makes a new namespace as without
+/// one; when it cannot go back, see [`SpawnError::Stranded`].
+pub fn spawn(args: &ChildArgs, stack: &ChildStack, netns: Option<PooledNetns>) -> Result<(i32, OwnedFd), SpawnError> {
+    let mut flags = libc::CLONE_VM
         | libc::CLONE_PIDFD
         | libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::SIGCHLD;
@@ -348,6 +382,12 @@ pub fn spawn(args: &ChildArgs, stack: &ChildStack) -> io::Result<(i32, OwnedFd)>
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
+    let pooled = netns.filter(|netns| netns.enter().is_ok());
+    if pooled.is_none() {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // The child reads it after the clone, which orders this write before its start.
+    args.own_netns.store(pooled.is_none(), Ordering::SeqCst);
     let mut pidfd: c_int = -1;
     // SAFETY: child_main is an extern "C" fn that never returns into Rust code of the
     // parent; the stack is a live mapping whose top is passed; `args` (and the plan it
@@ -357,13 +397,37 @@ pub fn spawn(args: &ChildArgs, stack: &ChildStack) -> io::Result<(i32, OwnedFd)>
         libc::clone(child_main, stack.top(), flags, args as *const ChildArgs as *mut c_void, &mut pidfd as *mut c_int)
     };
     let error = io::Error::last_os_error();
+    // SAFETY: with CLONE_PIDFD the kernel returned a new descriptor that only we own.
+    let pidfd = (pid > 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    if let Some(stranded) = pooled.as_ref().and_then(|netns| netns.leave().err()) {
+        if let Some(pidfd) = &pidfd {
+            kill_and_reap(pid, pidfd);
+        }
+        // Signals stay blocked: nothing more runs on this thread in the jail's network.
+        return Err(SpawnError::Stranded(stranded));
+    }
+    // The jail alone holds its network namespace now.
+    drop(pooled);
     // SAFETY: restores this thread's signal mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
-    if pid < 0 {
-        return Err(error);
+    match pidfd {
+        Some(pidfd) => Ok((pid, pidfd)),
+        None => Err(SpawnError::Clone(error)),
     }
-    // SAFETY: with CLONE_PIDFD the kernel returned a new descriptor that only we own.
-    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+/// Kills a child that must not run (it waits for the parent's go) and reaps it, so that
+/// its stack and plan can be freed.
+fn kill_and_reap(pid: i32, pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on our own pidfd with a NULL info; wait4 on our own child
+    // with a local status and no rusage.
+    unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, ptr::null::<c_void>(), 0);
+        let mut status = 0;
+        while libc::wait4(pid, &mut status, libc::__WALL, ptr::null_mut()) < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
 }
 
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -372,7 +436,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let args = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: as above.
     let plan = unsafe { &*args.plan };
-    let failure = set_up_and_exec(plan, &args.fds);
+    let own_netns = args.own_netns.load(Ordering::SeqCst);
+    let failure = set_up_and_exec(plan, &args.fds, own_netns);
     let _ = sys::write_all(args.fds.report, &failure.encode());
     sys::exit_group(127)
 }
@@ -392,6 +457,9 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 ///    while the host's /proc is still visible), seal the root read-only, `pivot_root`,
 ///    detach the host's root. Then the working directory.
 /// 5. Host name and loopback need CAP_SYS_ADMIN / CAP_NET_ADMIN in our namespaces.
+///    Loopback only when the clone made our network namespace: a pooled one (`own_netns`
+///    false) has it up already, and is owned by airlock's user namespace, where we have no
+///    capability (so neither we nor the tool can reconfigure it).
 /// 6. rlimits (lowering needs no capability, but CPU time spent after this counts).
 /// 7. no_new_privs, then Landlock (which needs it for an unprivileged process, and
 ///    forbids mounts: it comes after the last mount).
@@ -400,7 +468,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 /// 9. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
 /// 10. seccomp last: it constrains only the exec and the tool, never our set-up.
 /// 11. exec.
-fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds) -> SetUpFailure {
+fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFailure {
     macro_rules! step {
         ($step:expr, $index:expr, $call:expr) => {
             if let Err(errno) = $call {
@@ -452,9 +520,11 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds) -> SetUpFailure {
     step!(Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
     step!(Step::WorkingDir, 0, sys::chdir(&plan.root.cwd));
 
-    // 5. Host name, loopback.
+    // 5. Host name, loopback (when the namespace is our own).
     step!(Step::Hostname, 0, sys::sethostname(HOSTNAME));
-    step!(Step::Loopback, 0, sys::loopback_up());
+    if own_netns {
+        step!(Step::Loopback, 0, sys::loopback_up());
+    }
 
     // 6. rlimits.
     for (index, (resource, value)) in plan.rlimits.iter().enumerate() {
