@@ -100,7 +100,8 @@ impl NetnsPool {
     pub fn start() -> Result<NetnsPool, String> {
         let host =
             Arc::new(HostNetns::open().map_err(|e| format!("cannot open this thread's network namespace: {e}"))?);
-        let first = create(&host).map_err(|e| format!("cannot make a network namespace and come back: {e}"))?;
+        let first = create(&host, Priority::Normal)
+            .map_err(|e| format!("cannot make a network namespace and come back: {e}"))?;
         let shared =
             Arc::new(Shared { state: Mutex::new(State { ready: vec![first], stop: false }), wake: Condvar::new() });
         let filler = std::thread::Builder::new()
@@ -149,7 +150,7 @@ fn fill(shared: &Shared, host: &HostNetns) {
             continue;
         }
         drop(state);
-        let made = create(host);
+        let made = create(host, Priority::Idle);
         state = match shared.state.lock() {
             Ok(state) => state,
             Err(_) => return,
@@ -166,11 +167,30 @@ fn fill(shared: &Shared, host: &HostNetns) {
     }
 }
 
+/// How the thread that makes a namespace is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    /// A call waits for it (the pool's first namespace).
+    Normal,
+    /// The filler: `SCHED_IDLE`, so that making the next namespace (half a millisecond of
+    /// kernel work) waits for CPU time nothing else wants instead of competing with the
+    /// set-up of the jail that just took one (on a kernel without preemption, work it has
+    /// started still runs to its end). Starved, the pool runs dry and calls clone with
+    /// `CLONE_NEWNET`: slower, never weaker.
+    Idle,
+}
+
 /// Makes one namespace on a thread of its own: `unshare(CLONE_NEWNET)`, loopback up, open
 /// it (close-on-exec), then back to the host's namespace, which proves the way back works.
-fn create(host: &HostNetns) -> io::Result<OwnedFd> {
+fn create(host: &HostNetns, priority: Priority) -> io::Result<OwnedFd> {
     std::thread::scope(|scope| {
         let maker = std::thread::Builder::new().name("airlock-netns-new".into()).spawn_scoped(scope, || {
+            if priority == Priority::Idle {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: pid 0 is this thread; `param` is a local. Failing leaves it at
+                // normal priority, which is only slower for others.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            }
             // SAFETY: unshare has no memory arguments; a network namespace belongs to the
             // thread, and this thread does nothing else and exits below.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
