@@ -59,6 +59,9 @@ const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long the host layout (the copied /etc files) is trusted before it is read again.
 const LAYOUT_TTL: Duration = Duration::from_secs(5);
 
+/// How many child stacks are kept for reuse (one per call in flight is enough).
+const SPARE_STACKS: usize = 4;
+
 /// Why a call could not run in the jail (the call is denied with this reason).
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
@@ -186,6 +189,9 @@ pub struct JailBackend {
     verified: Mutex<HashMap<PathBuf, (FileIdentity, String)>>,
     /// Compiled profiles by (file, sha256): compiled once, cheap to clone.
     seccomp: Mutex<HashMap<(PathBuf, String), CompiledSeccomp>>,
+    /// Stacks of reaped children, reused (a fresh one is a mapping, a guard page and the
+    /// page faults of its first use).
+    stacks: Mutex<Vec<ChildStack>>,
 }
 
 impl std::fmt::Debug for JailBackend {
@@ -216,6 +222,7 @@ impl JailBackend {
             gid,
             verified: Mutex::new(HashMap::new()),
             seccomp: Mutex::new(HashMap::new()),
+            stacks: Mutex::new(Vec::new()),
         }
     }
 
@@ -430,7 +437,8 @@ impl JailBackend {
         let (stderr_read, stderr_write) = pipe().map_err(resource("stderr pipe"))?;
         let (report_read, report_write) = pipe().map_err(resource("report pipe"))?;
         let (go_read, go_write) = pipe().map_err(resource("go pipe"))?;
-        let stack = ChildStack::new().map_err(resource("child stack"))?;
+        let spare = self.stacks.lock().ok().and_then(|mut stacks| stacks.pop());
+        let stack = spare.map_or_else(ChildStack::new, Ok).map_err(resource("child stack"))?;
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         let args = Box::new(ChildArgs::new(
             &*plan as *const ChildPlan,
@@ -490,7 +498,7 @@ impl JailBackend {
             reaped: None,
             _args: args,
             _plan: plan,
-            _stack: stack,
+            stack: Some(stack),
             _etc: host.etc.clone(),
         };
         // The child's ends belong to the child now.
@@ -507,7 +515,15 @@ impl JailBackend {
 
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
-        let status = jailed.reaped.take();
+        let status = jailed.reaped;
+        if status.is_some()
+            && let Some(stack) = jailed.stack.take()
+            && let Ok(mut stacks) = self.stacks.lock()
+            && stacks.len() < SPARE_STACKS
+        {
+            // Reaped: the child is gone, and it used the stack only until its exec.
+            stacks.push(stack);
+        }
         let failure = read_failure(report_read);
         let usage = cgroup.as_mut().and_then(|c| c.usage().ok()).unwrap_or_default();
         if let (Ok(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
@@ -556,7 +572,8 @@ struct Jailed {
     _plan: Box<ChildPlan>,
     /// The prepared /etc the child clones (its descriptor must stay open until then).
     _etc: Option<Arc<EtcTemplate>>,
-    _stack: ChildStack,
+    /// Taken back for reuse once the child is reaped.
+    stack: Option<ChildStack>,
 }
 
 impl Jailed {
