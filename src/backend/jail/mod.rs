@@ -13,14 +13,15 @@
 //! before its memory goes.
 //!
 //! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `landlock`,
-//! `cgroup`, `netns` (network namespaces made ahead), `seccomp` (profiles compiled to BPF),
-//! `sys` (raw system calls for the child).
+//! `cgroup`, `netns` (network namespaces made ahead), `prepared` (the /etc and /dev trees
+//! built once), `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the
+//! child).
 
 mod cgroup;
-mod etc;
 mod landlock;
 mod netns;
 pub mod plan;
+mod prepared;
 pub mod seccomp;
 mod spawn;
 mod sys;
@@ -46,9 +47,9 @@ use crate::{
     policy::{Grant, Layer, Program, SeccompGrant},
 };
 use cgroup::{AfterJob, CallCgroup, CgroupUsage, Cgroups};
-use etc::EtcTemplate;
 use netns::NetnsPool;
-use plan::{HostLayout, PlanError};
+use plan::{HostLayout, PlanError, Prepared};
+use prepared::PreparedTree;
 use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, SpawnError, Step};
 
@@ -138,28 +139,46 @@ pub struct JailReport {
 }
 
 /// What the host looks like to the jail: its layout and, when airlock may create a tmpfs,
-/// the prepared /etc built from it (reused while the host's /etc entries are unchanged).
+/// the prepared /etc and /dev built from it (each reused while its entries are unchanged).
 #[derive(Debug, Clone)]
 struct Host {
     probed: Instant,
     layout: Arc<HostLayout>,
-    etc: Option<Arc<EtcTemplate>>,
+    etc: Option<Arc<PreparedTree>>,
+    dev: Option<Arc<PreparedTree>>,
 }
 
 impl Host {
-    fn probe(known: Option<Arc<EtcTemplate>>) -> Host {
+    /// Reads the layout; `known` is the last probe's prepared trees.
+    fn probe(known: Option<&Host>) -> Host {
         let layout = Arc::new(HostLayout::probe());
-        let etc = match known.filter(|etc| etc.holds(&layout.etc)) {
-            Some(etc) => Some(etc),
-            None => match EtcTemplate::build(&layout.etc) {
-                Ok(etc) => Some(Arc::new(etc)),
-                Err(error) => {
-                    tracing::debug!("jail: /etc is made file by file in each jail (no prepared tmpfs: {error})");
-                    None
-                }
-            },
-        };
-        Host { probed: Instant::now(), layout, etc }
+        let etc = prepare("/etc", &layout.etc, known.and_then(|host| host.etc.clone()));
+        let dev = prepare("/dev", &plan::dev_entries(&layout.devices), known.and_then(|host| host.dev.clone()));
+        Host { probed: Instant::now(), layout, etc, dev }
+    }
+
+    /// The trees the child gets prepared.
+    fn prepared(&self) -> Prepared {
+        Prepared { etc: self.etc.is_some(), dev: self.dev.is_some() }
+    }
+}
+
+/// `known` if it holds `entries`, else a new tree of them; `None` when airlock cannot make
+/// one (each jail then makes the tree entry by entry).
+fn prepare(
+    name: &str,
+    entries: &[(String, plan::HostEntry)],
+    known: Option<Arc<PreparedTree>>,
+) -> Option<Arc<PreparedTree>> {
+    if let Some(known) = known.filter(|tree| tree.holds(entries)) {
+        return Some(known);
+    }
+    match PreparedTree::build(entries) {
+        Ok(tree) => Some(Arc::new(tree)),
+        Err(error) => {
+            tracing::debug!("jail: {name} is made entry by entry in each jail (no prepared tmpfs: {error})");
+            None
+        }
     }
 }
 
@@ -274,14 +293,14 @@ impl JailBackend {
         self.cgroups.as_ref().err().map(String::as_str)
     }
 
-    /// The host's layout and its prepared /etc, read again when older than [`LAYOUT_TTL`].
+    /// The host's layout and its prepared trees, read again when older than [`LAYOUT_TTL`].
     fn host(&self) -> Host {
         let known = match self.host.read() {
             Ok(host) if host.probed.elapsed() < LAYOUT_TTL => return host.clone(),
-            Ok(host) => host.etc.clone(),
+            Ok(host) => Some(host.clone()),
             Err(_) => None,
         };
-        let fresh = Host::probe(known);
+        let fresh = Host::probe(known.as_ref());
         if let Ok(mut host) = self.host.write() {
             *host = fresh.clone();
         }
@@ -374,7 +393,7 @@ impl JailBackend {
 
         // Everything the child needs, prepared here: it must not allocate.
         let host = self.host();
-        let root = plan::root_plan(&host.layout, grant, host.etc.is_some())?;
+        let root = plan::root_plan(&host.layout, grant, host.prepared())?;
         let cgroup_memory = has(Layer::Cgroups);
         let hard = |resource: u32| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -450,6 +469,7 @@ impl JailBackend {
                 go: go_read.as_raw_fd(),
                 landlock: raw(&ruleset),
                 etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
+                dev: host.dev.as_ref().map_or(-1, |dev| dev.fd()),
                 executable: raw(&exec_fd),
             },
         ));
@@ -499,7 +519,7 @@ impl JailBackend {
             _args: args,
             _plan: plan,
             stack: Some(stack),
-            _etc: host.etc.clone(),
+            _prepared: (host.etc.clone(), host.dev.clone()),
         };
         // The child's ends belong to the child now.
         drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
@@ -570,8 +590,9 @@ struct Jailed {
     reaped: Option<(i32, libc::rusage)>,
     _args: Box<ChildArgs>,
     _plan: Box<ChildPlan>,
-    /// The prepared /etc the child clones (its descriptor must stay open until then).
-    _etc: Option<Arc<EtcTemplate>>,
+    /// The prepared /etc and /dev the child clones (their descriptors must stay open until
+    /// then).
+    _prepared: (Option<Arc<PreparedTree>>, Option<Arc<PreparedTree>>),
     /// Taken back for reuse once the child is reaped.
     stack: Option<ChildStack>,
 }

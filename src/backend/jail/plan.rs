@@ -182,9 +182,42 @@ pub enum MountOp {
     Proc { target: CString, options: CString },
     /// Bind a path of the jail's fresh /proc onto itself read-only, if the kernel has it.
     ProcReadOnly { target: CString },
-    /// Clone the prepared /etc (the parent's detached tmpfs, see `etc`) read-only at
-    /// `target`. It holds what the copies, symlinks and mount points of /etc would.
-    EtcTemplate { target: CString },
+    /// Clone a prepared tree (the parent's detached tmpfs, see `prepared`) read-only at
+    /// `target`. It holds what the copies, symlinks and mount points of the tree would.
+    Prepared { tree: Tree, target: CString },
+}
+
+/// The trees of the root that can be prepared once for every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// `/etc`: [`HostLayout::etc`].
+    Etc,
+    /// `/dev`: [`dev_entries`].
+    Dev,
+}
+
+/// Which trees the child gets prepared (the others it makes entry by entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prepared {
+    pub etc: bool,
+    pub dev: bool,
+}
+
+/// The symlinks of the jail's /dev.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("shm", "/tmp"),
+];
+
+/// What the jail's /dev holds before the device nodes are bound: an empty file as the
+/// mount point of each device, and the symlinks.
+pub fn dev_entries(devices: &[String]) -> Vec<(String, HostEntry)> {
+    let mount_points = devices.iter().map(|device| (device.clone(), HostEntry::LargeFile));
+    let links = DEV_LINKS.iter().map(|(name, target)| (name.to_string(), HostEntry::Symlink(PathBuf::from(target))));
+    mount_points.chain(links).collect()
 }
 
 impl MountOp {
@@ -207,7 +240,7 @@ impl MountOp {
             }
             MountOp::Proc { target, .. } => format!("mount a fresh /proc at {}", text(target)),
             MountOp::ProcReadOnly { target } => format!("make {} read-only", text(target)),
-            MountOp::EtcTemplate { target } => format!("mount the prepared /etc at {}", text(target)),
+            MountOp::Prepared { tree, target } => format!("mount the prepared {tree:?} tree at {}", text(target)),
         }
     }
 }
@@ -307,10 +340,10 @@ pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option
 /// /etc and /dev; the private /tmp; the grant's mounts, parents before children; the
 /// protected paths last (so that a read-write workspace cannot cover them); /proc.
 ///
-/// `etc_template`: the child gets the prepared /etc (one clone of a tmpfs that already
-/// holds the copies, symlinks and mount points of `layout.etc`) instead of making them one
-/// by one.
-pub fn root_plan(layout: &HostLayout, grant: &Grant, etc_template: bool) -> Result<RootPlan, PlanError> {
+/// `prepared`: the trees the child gets prepared (one clone of a tmpfs that already holds
+/// the copies, symlinks and mount points of `layout.etc`, or [`dev_entries`]) instead of
+/// making their entries one by one.
+pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Result<RootPlan, PlanError> {
     let workspace = grant.workspace.as_deref();
     // The grant's binds, by target depth so that a parent never covers a child.
     let mut binds: Vec<(PathBuf, &Mount)> = Vec::new();
@@ -326,7 +359,7 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, etc_template: bool) -> Resu
 
     // The template is shared and read-only: a grant that mounts something under /etc needs
     // its mount point made in this jail's own /etc.
-    let etc_template = etc_template && !binds.iter().any(|(target, _)| target.starts_with("/etc"));
+    let etc_template = prepared.etc && !binds.iter().any(|(target, _)| target.starts_with("/etc"));
 
     // Every host path bound by path: the staging directory must not overlap any.
     let mut sources: Vec<&Path> = Vec::new();
@@ -392,7 +425,7 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, etc_template: bool) -> Resu
     // the template, the copies, symlinks and mount points are already in it.
     make_dirs(&mut ops, &mut made, &bound, Path::new("/etc"))?;
     if etc_template {
-        ops.push(MountOp::EtcTemplate { target: at(Path::new("/etc"))? });
+        ops.push(MountOp::Prepared { tree: Tree::Etc, target: at(Path::new("/etc"))? });
     }
     for ((name, entry), host) in layout.etc.iter().zip(&etc_paths) {
         let guest = Path::new("/etc").join(name);
@@ -418,22 +451,24 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, etc_template: bool) -> Resu
         }
     }
 
-    // /dev: the device nodes, and the usual symlinks.
+    // /dev: the device nodes, and the usual symlinks (in the prepared tree, with the
+    // devices' mount points).
     make_dirs(&mut ops, &mut made, &bound, Path::new("/dev"))?;
+    if prepared.dev {
+        ops.push(MountOp::Prepared { tree: Tree::Dev, target: at(Path::new("/dev"))? });
+    }
     for (device, host) in layout.devices.iter().zip(&dev_paths) {
         let guest = Path::new("/dev").join(device);
-        ops.push(MountOp::EmptyFile { path: at(&guest)? });
+        if !prepared.dev {
+            ops.push(MountOp::EmptyFile { path: at(&guest)? });
+        }
         ops.push(MountOp::Bind { source: cstring(host)?, target: at(&guest)?, attrs: attr::NOSUID | attr::NOEXEC });
         landlock.push((host.clone(), Access::Device));
     }
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("shm", "/tmp"),
-    ] {
-        ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&Path::new("/dev").join(name))? });
+    if !prepared.dev {
+        for (name, target) in DEV_LINKS {
+            ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&Path::new("/dev").join(name))? });
+        }
     }
 
     // A private /tmp, size-capped (its pages are host memory).
@@ -566,7 +601,7 @@ mod tests {
 
     #[test]
     fn root_plan_binds_system_read_only_workspace_then_protected_last() {
-        let plan = root_plan(&layout(), &grant("/home/u/ws"), false).unwrap();
+        let plan = root_plan(&layout(), &grant("/home/u/ws"), Prepared::default()).unwrap();
         assert_eq!(plan.staging.as_c_str(), c"/mnt");
         assert_eq!(plan.cwd.as_c_str(), c"/workspace");
         let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
@@ -629,9 +664,9 @@ mod tests {
 
     #[test]
     fn with_the_etc_template_etc_is_one_clone_then_the_binds_onto_its_mount_points() {
-        let with = root_plan(&layout(), &grant("/home/u/ws"), true).unwrap();
+        let with = root_plan(&layout(), &grant("/home/u/ws"), Prepared { etc: true, dev: false }).unwrap();
         let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
-        let template = index(&with.ops, &MountOp::EtcTemplate { target: c"/mnt/etc".into() });
+        let template = index(&with.ops, &MountOp::Prepared { tree: Tree::Etc, target: c"/mnt/etc".into() });
         let etc_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/etc".into() });
         let alternatives = index(
             &with.ops,
@@ -646,7 +681,7 @@ mod tests {
             _ => false,
         }));
         // Everything else is the same plan.
-        let without = root_plan(&layout(), &grant("/home/u/ws"), false).unwrap();
+        let without = root_plan(&layout(), &grant("/home/u/ws"), Prepared::default()).unwrap();
         let outside_etc = |ops: &[MountOp]| -> Vec<MountOp> {
             ops.iter()
                 .filter(|op| !op.describe().contains("/mnt/etc") && !op.describe().contains("/etc/"))
@@ -657,9 +692,47 @@ mod tests {
         // A grant that mounts under /etc gets its own /etc, made file by file.
         let mut grant = grant("/home/u/ws");
         grant.mounts.push(Mount { host: "/etc/hostname".into(), guest: "/etc/hostname".into(), writable: false });
-        let own = root_plan(&layout(), &grant, true).unwrap();
-        assert!(!own.ops.iter().any(|op| matches!(op, MountOp::EtcTemplate { .. })));
+        let own = root_plan(&layout(), &grant, Prepared { etc: true, dev: false }).unwrap();
+        assert!(!own.ops.iter().any(|op| matches!(op, MountOp::Prepared { .. })));
         index(&own.ops, &MountOp::EmptyFile { path: c"/mnt/etc/hostname".into() });
+    }
+
+    #[test]
+    fn with_the_prepared_dev_only_the_devices_are_bound_onto_it() {
+        let mut layout = layout();
+        layout.devices = vec!["null".into(), "urandom".into()];
+        let with = root_plan(&layout, &grant("/home/u/ws"), Prepared { etc: false, dev: true }).unwrap();
+        let dev = index(&with.ops, &MountOp::Prepared { tree: Tree::Dev, target: c"/mnt/dev".into() });
+        let null = index(
+            &with.ops,
+            &MountOp::Bind {
+                source: c"/dev/null".into(),
+                target: c"/mnt/dev/null".into(),
+                attrs: attr::NOSUID | attr::NOEXEC,
+            },
+        );
+        assert!(dev < null);
+        let under_dev = |path: &CString| path.as_bytes().starts_with(b"/mnt/dev/");
+        assert!(!with.ops.iter().any(|op| match op {
+            MountOp::Symlink { path, .. } | MountOp::EmptyFile { path } => under_dev(path),
+            _ => false,
+        }));
+        // The prepared tree holds what the ops would have made.
+        let without = root_plan(&layout, &grant("/home/u/ws"), Prepared::default()).unwrap();
+        let mut made: Vec<String> = without
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::Symlink { path, .. } | MountOp::EmptyFile { path } if under_dev(path) => {
+                    Some(path.to_string_lossy().trim_start_matches("/mnt/dev/").to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut entries: Vec<String> = dev_entries(&layout.devices).into_iter().map(|(name, _)| name).collect();
+        made.sort();
+        entries.sort();
+        assert_eq!(made, entries);
     }
 
     #[test]
@@ -670,7 +743,7 @@ mod tests {
         assert_eq!(choose_staging(&candidates, &[Path::new("/mnt"), Path::new("/opt/x")]), Some("/tmp"));
         let mut grant = grant("/mnt/ws");
         grant.mounts.retain(|m| !m.host.starts_with("/opt"));
-        let plan = root_plan(&layout(), &grant, false).unwrap();
+        let plan = root_plan(&layout(), &grant, Prepared::default()).unwrap();
         assert_eq!(plan.staging.as_c_str(), c"/opt");
     }
 

@@ -23,7 +23,7 @@ use std::{
 
 use super::{
     netns::PooledNetns,
-    plan::{MountOp, RootPlan, attr},
+    plan::{MountOp, RootPlan, Tree, attr},
     seccomp::CompiledSeccomp,
     sys,
 };
@@ -259,6 +259,8 @@ pub struct ChildFds {
     pub landlock: i32,
     /// The prepared /etc (a detached tmpfs), or -1.
     pub etc: i32,
+    /// The prepared /dev (a detached tmpfs), or -1.
+    pub dev: i32,
     /// The pinned executable, or -1.
     pub executable: i32,
 }
@@ -634,12 +636,16 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
             let _ = sys::close(fd);
             bound
         }
-        MountOp::EtcTemplate { target } => {
-            if fds.etc < 0 {
+        MountOp::Prepared { tree, target } => {
+            let source = match tree {
+                Tree::Etc => fds.etc,
+                Tree::Dev => fds.dev,
+            };
+            if source < 0 {
                 return Err(libc::EBADF);
             }
             let target = sys::open_path_no_symlinks(target)?;
-            let bound = sys::bind_fd(fds.etc, target, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
+            let bound = sys::bind_fd(source, target, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
             let _ = sys::close(target);
             bound
         }

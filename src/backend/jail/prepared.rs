@@ -1,16 +1,18 @@
-//! The jail's /etc, prepared once per host layout: a detached tmpfs (never mounted in any
-//! namespace the host sees) holding the small allow-listed files, their symlinks and the
-//! mount points of the bound ones. Each jail clones it read-only onto its /etc with one
-//! `open_tree` + `move_mount`, instead of creating some twenty files per call.
+//! Trees of the jail's root that are the same for every call, prepared once: `/etc` (the
+//! allow-listed files, their symlinks and the mount points of the bound ones) and `/dev`
+//! (the mount points of the device nodes and the usual symlinks). Each is a detached tmpfs
+//! (never mounted in any namespace the host sees) that each jail clones read-only onto its
+//! root with one `open_tree` + `move_mount`, instead of creating a file per entry per call.
 //!
-//! Owns: [`EtcTemplate`] (the tmpfs, held by a descriptor) and building it from the host
-//! layout's /etc entries.
-//! Must not: decide what /etc holds (`plan::HostLayout` does), or be written after it is
-//! built: every jail shares it (through read-only clones), so it is sealed read-only.
+//! Owns: [`PreparedTree`] (the tmpfs, held by a descriptor) and building it from a list of
+//! entries.
+//! Must not: decide what the trees hold (`plan` does: `HostLayout::etc`, `plan::dev_entries`),
+//! or be written after it is built: every jail shares it (through read-only clones), so it
+//! is sealed read-only.
 //!
 //! Creating a tmpfs takes CAP_SYS_ADMIN (airlock as root). Without it, or on a kernel that
-//! cannot clone a detached mount into another mount namespace, [`EtcTemplate::build`]
-//! fails and the jail makes /etc file by file as before: the same view either way.
+//! cannot clone a detached mount into another mount namespace, [`PreparedTree::build`]
+//! fails and the jail makes the tree entry by entry: the same view either way.
 
 use std::{
     ffi::CString,
@@ -20,21 +22,21 @@ use std::{
 
 use super::plan::{HostEntry, attr};
 
-/// The template's tmpfs options: small, it holds copies of files below 1 MiB each.
+/// The tmpfs's size: small, it holds copies of files below 1 MiB each.
 const SIZE: &str = "8m";
 
-/// The prepared /etc: a descriptor of a detached, read-only tmpfs.
+/// A prepared tree: a descriptor of a detached, read-only tmpfs.
 #[derive(Debug)]
-pub struct EtcTemplate {
+pub struct PreparedTree {
     mount: OwnedFd,
-    /// The entries it was built from (to reuse it while the host's /etc is unchanged).
+    /// The entries it was built from (to reuse it while the host's are unchanged).
     entries: Vec<(String, HostEntry)>,
 }
 
-impl EtcTemplate {
-    /// Builds the template for these /etc entries: files copied (0644), symlinks recreated,
-    /// an empty directory or file as the mount point of each directory or large file.
-    pub fn build(entries: &[(String, HostEntry)]) -> io::Result<EtcTemplate> {
+impl PreparedTree {
+    /// Builds the tree of these entries: files copied (0644), symlinks recreated, an empty
+    /// directory or file as the mount point of each directory or large file.
+    pub fn build(entries: &[(String, HostEntry)]) -> io::Result<PreparedTree> {
         let mount = new_tmpfs()?;
         for (name, entry) in entries {
             let name = CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -55,10 +57,10 @@ impl EtcTemplate {
             }
         }
         set_read_only(&mount)?;
-        Ok(EtcTemplate { mount, entries: entries.to_vec() })
+        Ok(PreparedTree { mount, entries: entries.to_vec() })
     }
 
-    /// Whether this template holds exactly these entries.
+    /// Whether this tree holds exactly these entries.
     pub fn holds(&self, entries: &[(String, HostEntry)]) -> bool {
         self.entries == entries
     }
@@ -130,7 +132,7 @@ fn write_new(dir: RawFd, name: &CString, contents: &[u8]) -> io::Result<()> {
     io::Write::write_all(&mut &file, contents)
 }
 
-/// Seals the template: read-only for everyone, the parent included.
+/// Seals the tree: read-only for everyone, the parent included.
 fn set_read_only(mount: &OwnedFd) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
@@ -163,16 +165,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_template_holds_the_entries_and_is_read_only() {
+    fn the_tree_holds_the_entries_and_is_read_only() {
         let entries = vec![
             ("passwd".to_string(), HostEntry::File(Arc::from(&b"root:x:0:0::/root:/bin/sh\n"[..]))),
             ("alternatives".to_string(), HostEntry::Dir),
             ("localtime".to_string(), HostEntry::Symlink(PathBuf::from("/usr/share/zoneinfo/UTC"))),
             ("big".to_string(), HostEntry::LargeFile),
         ];
-        let template = match EtcTemplate::build(&entries) {
+        let template = match PreparedTree::build(&entries) {
             Ok(template) => template,
-            // Not root here: the jail makes /etc file by file (tested by the jail tests).
+            // Not root here: the jail makes its trees entry by entry (tested by the jail tests).
             Err(error) if error.raw_os_error() == Some(libc::EPERM) => return,
             Err(error) => panic!("{error}"),
         };
