@@ -20,7 +20,10 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
-use super::plan::{HostEntry, attr};
+use super::{
+    plan::{HostEntry, attr},
+    sys,
+};
 
 /// The tmpfs's size: small, it holds copies of files below 1 MiB each.
 const SIZE: &str = "8m";
@@ -134,27 +137,7 @@ fn write_new(dir: RawFd, name: &CString, contents: &[u8]) -> io::Result<()> {
 
 /// Seals the tree: read-only for everyone, the parent included.
 fn set_read_only(mount: &OwnedFd) -> io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let set = MountAttr { attr_set: attr::RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: an empty path with AT_EMPTY_PATH on our own mount descriptor; `set` outlives
-    // the call and its size is passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mount.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &set as *const MountAttr,
-            size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    sys::mount_setattr_fd(mount.as_raw_fd(), attr::RDONLY).map_err(io::Error::from_raw_os_error)
 }
 
 #[cfg(test)]

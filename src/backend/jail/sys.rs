@@ -199,6 +199,21 @@ pub fn mount_setattr(path: &CStr, recursive: bool, set: u64) -> Result<(), Errno
     .map(drop)
 }
 
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set: set})`: adds mount attributes to the
+/// mount that descriptor `fd` (from `fsmount` or `open_tree`) refers to.
+pub fn mount_setattr_fd(fd: i32, set: u64) -> Result<(), Errno> {
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    sys!(
+        libc::SYS_mount_setattr,
+        fd as usize,
+        ptr(c""),
+        libc::AT_EMPTY_PATH as usize,
+        &attr as *const MountAttr as usize,
+        size_of::<MountAttr>()
+    )
+    .map(drop)
+}
+
 /// `struct open_how` of `openat2(2)`.
 #[repr(C)]
 struct OpenHow {
