@@ -60,6 +60,7 @@ impl PreparedTree {
             }
         }
         set_read_only(&mount)?;
+        can_clone(&mount)?;
         Ok(PreparedTree { mount, entries: entries.to_vec() })
     }
 
@@ -133,6 +134,18 @@ fn write_new(dir: RawFd, name: &CString, contents: &[u8]) -> io::Result<()> {
     // SAFETY: openat returned a new descriptor that only we own.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     io::Write::write_all(&mut &file, contents)
+}
+
+/// Checks that this kernel lets a detached mount be cloned (`open_tree(OPEN_TREE_CLONE)`,
+/// as each jail does; kernels before 6.15 refuse it with EINVAL). Without the check such a
+/// kernel would fail every jail's set-up; with it, the jail makes the tree entry by entry.
+fn can_clone(mount: &OwnedFd) -> io::Result<()> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty path with AT_EMPTY_PATH on our own mount descriptor.
+    let clone = unsafe { libc::syscall(libc::SYS_open_tree, mount.as_raw_fd(), c"".as_ptr(), flags) };
+    // The detached copy goes away with its descriptor.
+    syscall_fd(clone).map(drop)
 }
 
 /// Seals the tree: read-only for everyone, the parent included.
