@@ -34,6 +34,7 @@ pub mod audit;
 pub mod backend;
 pub mod error;
 pub mod guard;
+pub(crate) mod inotify;
 pub mod outcome;
 pub mod policy;
 pub mod runtime;

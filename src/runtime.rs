@@ -605,9 +605,13 @@ impl Runtime {
         self.audit.check()?;
         let can_write = grant.mounts.iter().any(|mount| mount.writable);
         let protection = protection.filter(|p| can_write && !p.paths.is_empty());
+        // Where the check before is noted, and whether it was quiet (then a quiet check
+        // after shares its line).
+        let mut before = None;
         if let Some(protection) = &protection {
             match self.check_protected(protection, false).await {
                 Ok(check) => {
+                    before = Some((entry.reasons.len(), is_quiet(&check)));
                     entry.reasons.push(guard_note("before", protection, &check));
                     if !check.changes.is_empty() {
                         entry.reasons.push(
@@ -639,13 +643,18 @@ impl Runtime {
         };
         if let Some(protection) = &protection {
             match self.check_protected(protection, true).await {
-                Ok(check) => {
-                    entry.reasons.push(guard_note("after", protection, &check));
-                    if !check.changes.is_empty() {
-                        entry.reasons.push(format!("the tool's own status was {}", outcome.status.name()));
-                        outcome = tampered(check.changes, true, protection.on_tamper, Some(outcome));
+                Ok(check) => match before {
+                    Some((at, true)) if is_quiet(&check) => {
+                        entry.reasons[at] = guard_note("before and after", protection, &check);
                     }
-                }
+                    _ => {
+                        entry.reasons.push(guard_note("after", protection, &check));
+                        if !check.changes.is_empty() {
+                            entry.reasons.push(format!("the tool's own status was {}", outcome.status.name()));
+                            outcome = tampered(check.changes, true, protection.on_tamper, Some(outcome));
+                        }
+                    }
+                },
                 Err(error) => {
                     entry.reasons.push(format!("the protected paths could not be checked after the call: {error}"));
                     let changed = vec![format!("(unverifiable: {error})")];
@@ -763,7 +772,12 @@ fn tampered(changed: Vec<String>, ran: bool, on_tamper: OnTamper, outcome: Optio
     outcome
 }
 
-/// The audit reason line of one guard check.
+/// Whether a check found nothing and has nothing to say: inotify was quiet.
+fn is_quiet(check: &GuardCheck) -> bool {
+    check.kind == crate::guard::CheckKind::Quiet && check.changes.is_empty() && check.note.is_none()
+}
+
+/// The audit reason line of one guard check (or of two quiet ones).
 fn guard_note(when: &str, protection: &Protection, check: &GuardCheck) -> String {
     let how = match check.kind {
         crate::guard::CheckKind::Cold => "cold: every tree scanned and hashed".to_string(),

@@ -21,8 +21,6 @@
 //! which the runtime turns into a refusal or a `tampered` outcome, never into a pass), or
 //! follow a symlink: a protected path is digested as it is named.
 
-pub(crate) mod inotify;
-
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
@@ -34,7 +32,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use inotify::{Drained, Inotify};
+use crate::inotify::{Drained, Inotify, WATCH_MASK};
 
 /// Why the protected trees could not be digested. The call is refused (before) or its
 /// outcome is `tampered` (after): a check that cannot be made is never a pass.
@@ -430,7 +428,7 @@ impl TreeState {
     /// Adds `wd` -> `watched` (merged with what the descriptor already stands for).
     fn watch(&mut self, path: &Path, add: impl FnOnce(&mut Watched)) -> Result<(), GuardError> {
         let Some(inotify) = &self.inotify else { return Ok(()) };
-        match inotify.add_watch(path) {
+        match inotify.add_watch(path, WATCH_MASK) {
             Ok(wd) => {
                 add(self.watches.entry(wd).or_default());
                 Ok(())

@@ -113,6 +113,7 @@ pub(super) fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
             audit,
             tools,
             seccomp: seccomp_profiles,
+            protected_cache: Default::default(),
         }),
         _ => {
             // By file, then by position: the order an editor's error list uses.

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{
     AuditArguments, Caller, Decision, Grant, OnTamper, PolicySet, Program,
     error::list_or_none,
-    grant::{FileGrants, canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts, resolve_protected},
+    grant::{FileGrants, canonical_workspace, resolve_env, resolve_host_paths, resolve_mounts},
 };
 use crate::outcome::CallRequest;
 
@@ -241,7 +241,7 @@ impl PolicySet {
         if tool_policy.files().write.is_empty() {
             protected_files.protected.clear();
         }
-        let protected = match resolve_protected(&protected_files, &workspace) {
+        let protected = match self.protected_cache.resolve(&protected_files, &workspace) {
             Ok(protected) => protected,
             Err(error) => {
                 let rule = format!("{file}: a files.protected path resolves outside the workspace");

@@ -481,18 +481,31 @@ fn expand_references(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Res
 
 /// Resolves `files.protected` against a canonical workspace: each existing path (file or
 /// directory) becomes a read-only [`Mount`] whose `guest` is its canonical path relative
-/// to the workspace (no symlinks left in it); one that escapes is an error, one that does
-/// not exist is left out with a note.
+/// to the workspace (no symlinks left in it); one that escapes is an error; those that do
+/// not exist are left out, named in one note.
 pub fn resolve_protected(files: &FileGrants, workspace: &Path) -> Result<ResolvedMounts, GrantError> {
+    resolve_protected_watching(files, workspace, &mut |_| true).map(|(resolved, _)| resolved)
+}
+
+/// [`resolve_protected`], calling `watch` on each directory just before one of its entries
+/// is looked up (the workspace first). Also says whether the result rests on those lookups
+/// alone: true when every lookup was a watched `lstat` (`watch` returned true), false when
+/// a symlink or an error took the full `canonicalize`, or a watch failed.
+pub(crate) fn resolve_protected_watching(
+    files: &FileGrants,
+    workspace: &Path,
+    watch: &mut dyn FnMut(&Path) -> bool,
+) -> Result<(ResolvedMounts, bool), GrantError> {
     let mut resolved = ResolvedMounts::default();
+    let mut watched = true;
+    let mut missing = Vec::new();
     for path in &files.protected {
-        let host = match canonical_within(workspace, path) {
+        let (host, by_lookups) = canonical_within(workspace, path, watch);
+        watched &= by_lookups;
+        let host = match host {
             Ok(host) => host,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                resolved.notes.push(format!(
-                    "files.protected \"{}\" does not exist in this workspace; nothing to protect",
-                    path.as_str()
-                ));
+                missing.push(format!("\"{}\"", path.as_str()));
                 continue;
             }
             Err(source) => {
@@ -511,7 +524,17 @@ pub fn resolve_protected(files: &FileGrants, workspace: &Path) -> Result<Resolve
             if relative.as_os_str().is_empty() { ".".to_string() } else { relative.to_string_lossy().into_owned() };
         resolved.mounts.push(Mount { host: host.clone(), guest, writable: false });
     }
-    Ok(resolved)
+    match missing.len() {
+        0 => {}
+        1 => resolved
+            .notes
+            .push(format!("files.protected {} does not exist in this workspace; nothing to protect", missing[0])),
+        _ => resolved.notes.push(format!(
+            "files.protected {} do not exist in this workspace; nothing to protect there",
+            missing.join(", ")
+        )),
+    }
+    Ok((resolved, watched))
 }
 
 /// `path` in canonical `workspace`, canonicalised: the same result (or error kind) as
@@ -519,21 +542,30 @@ pub fn resolve_protected(files: &FileGrants, workspace: &Path) -> Result<Resolve
 /// none of them is a symlink (realpath would re-walk every component of the workspace
 /// too, once per component). A symlink, or any error but a missing component, takes the
 /// full `fs::canonicalize`. Runs on every guarded call, so it is kept cheap.
-fn canonical_within(workspace: &Path, path: &WorkspacePath) -> io::Result<PathBuf> {
+///
+/// `watch` is called on each directory before an entry of it is looked up; the flag is
+/// true when the result rests on watched `lstat`s alone (see [`resolve_protected_watching`]).
+fn canonical_within(
+    workspace: &Path,
+    path: &WorkspacePath,
+    watch: &mut dyn FnMut(&Path) -> bool,
+) -> (io::Result<PathBuf>, bool) {
     let full = || std::fs::canonicalize(workspace.join(path.as_str()));
     if path.as_str() == "." {
-        return full();
+        return (full(), false);
     }
     let mut host = workspace.to_path_buf();
+    let mut watched = true;
     for part in path.as_str().split('/') {
+        watched &= watch(&host);
         host.push(part);
         match std::fs::symlink_metadata(&host) {
             Ok(meta) if !meta.file_type().is_symlink() => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-            _ => return full(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (Err(e), watched),
+            _ => return (full(), false),
         }
     }
-    Ok(host)
+    (Ok(host), watched)
 }
 
 /// Resolves `files.host_read` with this process's environment: each expanded, existing
@@ -760,7 +792,7 @@ mod tests {
             "dangling",
         ] {
             let rel = WorkspacePath::parse(path).unwrap();
-            let fast = canonical_within(&ws, &rel).map_err(|e| e.kind());
+            let fast = canonical_within(&ws, &rel, &mut |_| true).0.map_err(|e| e.kind());
             let full = std::fs::canonicalize(ws.join(path)).map_err(|e| e.kind());
             assert_eq!(fast, full, "{path}");
         }

@@ -20,6 +20,7 @@ mod evaluate;
 mod file;
 mod grant;
 mod invoke;
+mod protected;
 
 pub use decision::{AuditArguments, Budgets, CategoryVerdict, DEFAULT_PROTECTED, Decision, Designation, OnTamper};
 pub use error::{PolicyError, PolicyErrors};
@@ -53,6 +54,9 @@ pub struct PolicySet {
     audit: AuditSettings,
     tools: BTreeMap<String, ToolPolicy>,
     seccomp: BTreeMap<String, SeccompGrant>,
+    /// The protected paths resolved in each workspace, kept while nothing they rest on
+    /// changes.
+    protected_cache: protected::ProtectedCache,
 }
 
 impl PolicySet {

@@ -33,21 +33,9 @@ use std::{
 
 use super::WasmError;
 use crate::{
-    guard::inotify::Inotify,
+    inotify::{ENTRIES_MASK, Watches},
     policy::{Grant, Mount},
 };
-
-/// The events that can change what a split of a watched directory finds: an entry created,
-/// deleted, moved in or out, or its mode or owner changed (through the entry, or on the
-/// directory itself), and the directory itself moved or deleted. Writes to files are not
-/// among them: they change no entry.
-const PLAN_MASK: u32 = libc::IN_ATTRIB
-    | libc::IN_CREATE
-    | libc::IN_DELETE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF;
 
 /// Caps the cached plans (each holds descriptors and watches) so that calls in many
 /// workspaces cannot exhaust the process's descriptors or the user's inotify watches.
@@ -89,12 +77,9 @@ pub struct PreopenCache {
 #[derive(Debug)]
 struct CacheState {
     /// `None`: inotify is unavailable or failed; nothing is cached.
-    inotify: Option<Inotify>,
+    watches: Option<Watches>,
     /// Oldest first.
     plans: Vec<Plan>,
-    /// How many plans hold each watch (a directory watched by several plans has one
-    /// watch descriptor).
-    watch_users: std::collections::HashMap<i32, usize>,
 }
 
 /// The opened mounts inside one workspace for one (mounts, protected) pair.
@@ -107,7 +92,8 @@ struct Plan {
     root: (u64, u64),
     /// Aligned with `mounts`: `None` for a mount outside the workspace.
     groups: Vec<Option<Arc<[Preopen]>>>,
-    /// Every directory the plan read or walked through, deduplicated.
+    /// The watch of every directory the plan read or walked through (held once per time
+    /// it was watched).
     watches: Vec<i32>,
 }
 
@@ -121,11 +107,7 @@ impl PreopenCache {
     /// An empty cache with its own inotify instance (without one, nothing is cached and
     /// every call opens its preopens anew).
     pub fn new() -> PreopenCache {
-        let state = CacheState {
-            inotify: Inotify::new().ok(),
-            plans: Vec::new(),
-            watch_users: std::collections::HashMap::new(),
-        };
+        let state = CacheState { watches: Watches::new().ok(), plans: Vec::new() };
         PreopenCache { state: Mutex::new(state) }
     }
 
@@ -157,7 +139,7 @@ impl PreopenCache {
     fn cached_groups(&self, workspace: &Path, grant: &Grant) -> Result<Vec<Option<Arc<[Preopen]>>>, WasmError> {
         let mut state = self.lock();
         state.drop_stale();
-        if state.inotify.is_none() {
+        if state.watches.is_none() {
             return Ok(open_plan(workspace, grant, &mut |_| Ok(()))?.groups);
         }
         let root = match std::fs::metadata(workspace) {
@@ -195,8 +177,8 @@ impl CacheState {
     /// Drops every plan an event may concern: a plan that watches the event's directory,
     /// every plan on an overflow, and everything (for good) when inotify fails.
     fn drop_stale(&mut self) {
-        let Some(inotify) = &self.inotify else { return };
-        let drained = match inotify.drain() {
+        let Some(watches) = &self.watches else { return };
+        let drained = match watches.drain() {
             Ok(drained) => drained,
             Err(_) => return self.disable(),
         };
@@ -217,36 +199,31 @@ impl CacheState {
     /// and caches the plan. When a watch cannot be set (no watches left), the plan is used
     /// for this call only.
     fn open_and_cache(&mut self, workspace: &Path, grant: &Grant) -> Result<Vec<Option<Arc<[Preopen]>>>, WasmError> {
-        let Some(inotify) = &self.inotify else {
+        let Some(watches) = self.watches.as_mut() else {
             return Ok(open_plan(workspace, grant, &mut |_| Ok(()))?.groups);
         };
-        let mut watches = Vec::new();
+        let mut held = Vec::new();
         let mut unwatched = false;
         let mut watch = |dir: BorrowedFd<'_>| -> io::Result<()> {
-            match inotify.add_dir_watch(dir, PLAN_MASK) {
-                Ok(wd) => watches.push(wd),
+            match watches.hold_dir(dir, ENTRIES_MASK) {
+                Ok(wd) => held.push(wd),
                 Err(_) => unwatched = true,
             }
             Ok(())
         };
         let opened = open_plan(workspace, grant, &mut watch);
-        watches.sort_unstable();
-        watches.dedup();
-        for wd in &watches {
-            *self.watch_users.entry(*wd).or_default() += 1;
-        }
         let mut plan = match opened {
             Ok(plan) if !unwatched => plan,
             Ok(plan) => {
-                self.release_watches(&watches);
+                watches.release(&held);
                 return Ok(plan.groups);
             }
             Err(error) => {
-                self.release_watches(&watches);
+                watches.release(&held);
                 return Err(error);
             }
         };
-        plan.watches = watches;
+        plan.watches = held;
         let groups = plan.groups.clone();
         if self.plans.len() >= MAX_PLANS {
             let oldest = self.plans.remove(0);
@@ -258,29 +235,15 @@ impl CacheState {
 
     /// Gives up a plan's watches (a watch no other plan holds is removed).
     fn release(&mut self, plan: &Plan) {
-        self.release_watches(&plan.watches);
-    }
-
-    fn release_watches(&mut self, watches: &[i32]) {
-        for wd in watches {
-            let Some(users) = self.watch_users.get_mut(wd) else { continue };
-            *users -= 1;
-            if *users == 0 {
-                self.watch_users.remove(wd);
-                if let Some(inotify) = &self.inotify {
-                    // A watch that cannot be removed only costs a spurious event later,
-                    // which drops a plan: never a stale one kept.
-                    inotify.remove_watch(*wd).ok();
-                }
-            }
+        if let Some(watches) = self.watches.as_mut() {
+            watches.release(&plan.watches);
         }
     }
 
     /// Stops caching: drops every plan and the inotify instance (and with it every watch).
     fn disable(&mut self) {
         self.plans.clear();
-        self.watch_users.clear();
-        self.inotify = None;
+        self.watches = None;
     }
 }
 

@@ -1,8 +1,10 @@
 //! A thin, owned wrapper over the kernel's inotify: add or remove a watch, drain events
-//! without blocking. Used by the guard's tree states and by the wasm backend's preopen
-//! cache, each with its own instance.
+//! without blocking; and [`Watches`], one instance whose watches are held by several
+//! cached entries. Used by the guard's tree states, the wasm backend's preopen cache and
+//! the policy's cache of resolved protected paths, each with its own instance.
 //!
-//! Owns: the inotify descriptor and the parsing of its event records.
+//! Owns: the inotify descriptor, the parsing of its event records, and how many holders
+//! each watch of a [`Watches`] has.
 //! Must not: decide what an event means (its user does) or block: the descriptor is
 //! non-blocking, and draining stops at the first `EAGAIN`.
 
@@ -16,9 +18,11 @@ use std::{
     path::Path,
 };
 
+use std::collections::HashMap;
+
 /// Every event that says something under a watch may have changed: content, metadata,
 /// entries created, removed or moved, the watched inode itself removed or moved.
-pub(super) const WATCH_MASK: u32 = libc::IN_MODIFY
+pub(crate) const WATCH_MASK: u32 = libc::IN_MODIFY
     | libc::IN_ATTRIB
     | libc::IN_CLOSE_WRITE
     | libc::IN_CREATE
@@ -26,8 +30,19 @@ pub(super) const WATCH_MASK: u32 = libc::IN_MODIFY
     | libc::IN_MOVED_FROM
     | libc::IN_MOVED_TO
     | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF
-    | libc::IN_DONT_FOLLOW;
+    | libc::IN_MOVE_SELF;
+
+/// The events that can change what a lookup in a watched directory finds: an entry
+/// created, deleted, moved in or out, or its mode or owner changed (through the entry, or
+/// on the directory itself), and the directory itself moved or deleted. Writes to files
+/// are not among them: they change no entry.
+pub(crate) const ENTRIES_MASK: u32 = libc::IN_ATTRIB
+    | libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF;
 
 /// One event: the watch it came from and, for an event about a directory's entry, the
 /// entry's name.
@@ -64,14 +79,14 @@ impl Inotify {
         Ok(Inotify { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
-    /// Watches `path` (not following a symlink at its end); returns the watch descriptor,
-    /// the same one for every path of the same inode.
-    pub fn add_watch(&self, path: &Path) -> io::Result<i32> {
+    /// Watches `path` (not following a symlink at its end) for the events in `mask`;
+    /// returns the watch descriptor, the same one for every path of the same inode.
+    pub fn add_watch(&self, path: &Path, mask: u32) -> io::Result<i32> {
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
         // SAFETY: the descriptor is a live inotify instance and `c_path` a valid C string
         // that outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), WATCH_MASK) };
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), mask | libc::IN_DONT_FOLLOW) };
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -159,6 +174,57 @@ impl Inotify {
     }
 }
 
+/// One inotify instance whose watches are held by cached entries: a watch is removed when
+/// its last holder releases it (several entries watching one directory share its watch
+/// descriptor).
+#[derive(Debug)]
+pub(crate) struct Watches {
+    inotify: Inotify,
+    holders: HashMap<i32, usize>,
+}
+
+impl Watches {
+    /// A new instance with no watch.
+    pub fn new() -> io::Result<Watches> {
+        Ok(Watches { inotify: Inotify::new()?, holders: HashMap::new() })
+    }
+
+    /// Holds a watch on the directory open as `dir` (see [`Inotify::add_dir_watch`]).
+    pub fn hold_dir(&mut self, dir: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+        let wd = self.inotify.add_dir_watch(dir, mask)?;
+        *self.holders.entry(wd).or_default() += 1;
+        Ok(wd)
+    }
+
+    /// Holds a watch on the directory at `path`, not following a symlink (one there is an
+    /// error, `ENOTDIR`).
+    pub fn hold_path(&mut self, path: &Path, mask: u32) -> io::Result<i32> {
+        let wd = self.inotify.add_watch(path, mask | libc::IN_ONLYDIR)?;
+        *self.holders.entry(wd).or_default() += 1;
+        Ok(wd)
+    }
+
+    /// Releases one hold on each of `wds` (as many as were taken); a watch nobody holds
+    /// any more is removed.
+    pub fn release(&mut self, wds: &[i32]) {
+        for wd in wds {
+            let Some(holders) = self.holders.get_mut(wd) else { continue };
+            *holders -= 1;
+            if *holders == 0 {
+                self.holders.remove(wd);
+                // A watch that cannot be removed only costs a spurious event later, which
+                // drops an entry: never keeps a stale one.
+                self.inotify.remove_watch(*wd).ok();
+            }
+        }
+    }
+
+    /// Reads every queued event, without blocking.
+    pub fn drain(&self) -> io::Result<Drained> {
+        self.inotify.drain()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,12 +233,36 @@ mod tests {
     fn events_name_the_changed_entry_and_draining_does_not_block() {
         let dir = tempfile::tempdir().unwrap();
         let inotify = Inotify::new().unwrap();
-        let wd = inotify.add_watch(dir.path()).unwrap();
+        let wd = inotify.add_watch(dir.path(), WATCH_MASK).unwrap();
         assert!(inotify.drain().unwrap().events.is_empty());
         std::fs::write(dir.path().join("x"), b"1").unwrap();
         let drained = inotify.drain().unwrap();
         assert!(!drained.overflow);
         assert!(drained.events.iter().any(|e| e.wd == wd && e.name.as_deref() == Some(b"x".as_slice())));
         assert!(inotify.drain().unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn a_shared_watch_lasts_until_its_last_holder_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watches = Watches::new().unwrap();
+        let first = watches.hold_path(dir.path(), ENTRIES_MASK).unwrap();
+        let second = watches.hold_path(dir.path(), ENTRIES_MASK).unwrap();
+        assert_eq!(first, second, "one inode, one watch descriptor");
+        watches.release(&[first]);
+        std::fs::write(dir.path().join("a"), b"1").unwrap();
+        assert!(watches.drain().unwrap().events.iter().any(|e| e.wd == first), "still held once");
+        watches.release(&[second]);
+        std::fs::write(dir.path().join("b"), b"1").unwrap();
+        assert!(!watches.drain().unwrap().events.iter().any(|e| e.wd == first && e.name.is_some()), "removed");
+    }
+
+    #[test]
+    fn a_path_watch_refuses_a_symlink_where_a_directory_was_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("link")).unwrap();
+        let mut watches = Watches::new().unwrap();
+        let error = watches.hold_path(&dir.path().join("link"), ENTRIES_MASK).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR));
     }
 }
