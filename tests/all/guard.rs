@@ -307,6 +307,45 @@ async fn wasm_change_between_calls_is_found_by_the_next_call() {
     change_between_calls_is_found_by_the_next_call("fsop", harmless, "src/out.txt").await;
 }
 
+/// A protected path absent at one call (`eval`: its resolution, "nothing to protect", is
+/// cached) and created by another route before the next is protected from then on: the
+/// creation is `tampered` once, and later calls cannot write into it, while the twin
+/// writes beside it.
+async fn protected_path_created_between_calls_is_protected_from_the_next_call(
+    tool: &str,
+    harmless: Value,
+    attack: Value,
+) {
+    let env = Env::new();
+    let runtime = env.runtime();
+    let first = call(&runtime, "agent", tool, env.ws(), harmless.clone()).await;
+    assert_eq!(first.status, Status::Ok, "{}", describe(&first));
+    fs::create_dir(env.ws().join("eval")).unwrap();
+    fs::write(env.ws().join("eval/score.txt"), "0.42\n").unwrap();
+    let seen = call(&runtime, "agent", tool, env.ws(), harmless.clone()).await;
+    assert!(matches!(seen.status, Status::Tampered { ran: false, .. }), "{}", describe(&seen));
+
+    let outcome = call(&runtime, "agent", tool, env.ws(), attack).await;
+    assert_eq!(outcome.status, Status::ToolError, "{}", describe(&outcome));
+    assert_eq!(fs::read_to_string(env.ws().join("eval/score.txt")).unwrap(), "0.42\n");
+    let twin = call(&runtime, "agent", tool, env.ws(), harmless).await;
+    assert_eq!(twin.status, Status::Ok, "twin: {}", describe(&twin));
+}
+
+#[tokio::test]
+async fn jail_protected_path_created_between_calls_is_protected_from_the_next_call() {
+    let harmless = json!({ "script": "echo ok > src/out.txt" });
+    let attack = json!({ "script": "echo 1.0 > eval/score.txt" });
+    protected_path_created_between_calls_is_protected_from_the_next_call("sh", harmless, attack).await;
+}
+
+#[tokio::test]
+async fn wasm_protected_path_created_between_calls_is_protected_from_the_next_call() {
+    let harmless = fsop("write", "src", "out.txt", &["ok"]);
+    let attack = fsop("write", "eval", "score.txt", &["1.0"]);
+    protected_path_created_between_calls_is_protected_from_the_next_call("fsop", harmless, attack).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_during_a_call_makes_it_tampered_whatever_the_exit_code_with_the_designations_rule() {
     let env = Env::new();
