@@ -9,6 +9,7 @@
 //! non-blocking, and draining stops at the first `EAGAIN`.
 
 use std::{
+    collections::HashMap,
     ffi::CString,
     io,
     os::{
@@ -17,20 +18,6 @@ use std::{
     },
     path::Path,
 };
-
-use std::collections::HashMap;
-
-/// Every event that says something under a watch may have changed: content, metadata,
-/// entries created, removed or moved, the watched inode itself removed or moved.
-pub(crate) const WATCH_MASK: u32 = libc::IN_MODIFY
-    | libc::IN_ATTRIB
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_CREATE
-    | libc::IN_DELETE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF;
 
 /// The events that can change what a lookup in a watched directory finds: an entry
 /// created, deleted, moved in or out, or its mode or owner changed (through the entry, or
@@ -43,6 +30,10 @@ pub(crate) const ENTRIES_MASK: u32 = libc::IN_ATTRIB
     | libc::IN_MOVED_TO
     | libc::IN_DELETE_SELF
     | libc::IN_MOVE_SELF;
+
+/// Every event that says something under a watch may have changed: content, metadata,
+/// entries created, removed or moved, the watched inode itself removed or moved.
+pub(crate) const WATCH_MASK: u32 = ENTRIES_MASK | libc::IN_MODIFY | libc::IN_CLOSE_WRITE;
 
 /// One event: the watch it came from and, for an event about a directory's entry, the
 /// entry's name.
