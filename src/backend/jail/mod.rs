@@ -152,8 +152,8 @@ impl Host {
     /// Reads the layout; `known` is the last probe's prepared trees.
     fn probe(known: Option<&Host>) -> Host {
         let layout = Arc::new(HostLayout::probe());
-        let etc = prepare("/etc", &layout.etc, known.and_then(|host| host.etc.clone()));
-        let dev = prepare("/dev", &plan::dev_entries(&layout.devices), known.and_then(|host| host.dev.clone()));
+        let etc = prepare("/etc", &plan::etc_tree(&layout), known.and_then(|host| host.etc.clone()));
+        let dev = prepare("/dev", &plan::dev_tree(&layout.devices), known.and_then(|host| host.dev.clone()));
         Host { probed: Instant::now(), layout, etc, dev }
     }
 
@@ -163,17 +163,13 @@ impl Host {
     }
 }
 
-/// `known` if it holds `entries`, else a new tree of them; `None` when airlock cannot make
-/// one (each jail then makes the tree entry by entry).
-fn prepare(
-    name: &str,
-    entries: &[(String, plan::HostEntry)],
-    known: Option<Arc<PreparedTree>>,
-) -> Option<Arc<PreparedTree>> {
-    if let Some(known) = known.filter(|tree| tree.holds(entries)) {
+/// `known` if it holds `spec`, else a new tree of it; `None` when airlock cannot make one
+/// (each jail then makes the tree entry by entry).
+fn prepare(name: &str, spec: &plan::TreeSpec, known: Option<Arc<PreparedTree>>) -> Option<Arc<PreparedTree>> {
+    if let Some(known) = known.filter(|tree| tree.holds(spec)) {
         return Some(known);
     }
-    match PreparedTree::build(entries) {
+    match PreparedTree::build(spec) {
         Ok(tree) => Some(Arc::new(tree)),
         Err(error) => {
             tracing::debug!("jail: {name} is made entry by entry in each jail (no prepared tmpfs: {error})");
@@ -987,6 +983,77 @@ mod tests {
             } else {
                 cgroups.give_back(cgroup);
             }
+        }
+    }
+
+    /// The jail's mounts as `/proc/self/mountinfo` shows them inside: mount point ->
+    /// (root, per-mount options, propagation tags, file system type).
+    fn mounts_inside(backend: &JailBackend) -> HashMap<String, (String, String, String, String)> {
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/cat".into(), sha256: None });
+        grant.args = vec!["/proc/self/mountinfo".into()];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(backend.run(&grant)).unwrap();
+        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+        String::from_utf8(report.stdout.bytes)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (before, after) = line.split_once(" - ").unwrap();
+                let fields: Vec<&str> = before.split(' ').collect();
+                let fstype = after.split(' ').next().unwrap().to_string();
+                let tags = fields[6..].join(" ");
+                (fields[4].to_string(), (fields[3].to_string(), fields[5].to_string(), tags, fstype))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_prepared_trees_give_the_mounts_and_attributes_of_the_entry_by_entry_root() {
+        let backend = JailBackend::new();
+        let (etc, dev) = {
+            let host = backend.host.read().unwrap();
+            (host.etc.is_some(), host.dev.is_some())
+        };
+        if !etc || !dev {
+            // Not root (or an older kernel): every jail is made entry by entry.
+            return;
+        }
+        let prepared = mounts_inside(&backend);
+        // The same jail without the prepared trees.
+        if let Ok(mut host) = backend.host.write() {
+            host.etc = None;
+            host.dev = None;
+            host.probed = Instant::now();
+        }
+        let entry_by_entry = mounts_inside(&backend);
+        assert!(backend.host.read().unwrap().etc.is_none(), "the host was probed again during the test");
+        // Every mount made entry by entry is there, the same, with the prepared trees.
+        for (point, mount) in &entry_by_entry {
+            assert_eq!(prepared.get(point), Some(mount), "{point}");
+        }
+        // The trees themselves are the only other mounts, read-only, and their binds keep
+        // the attributes they would get one by one.
+        let options = |point: &str| prepared[point].1.split(',').map(str::to_string).collect::<Vec<_>>();
+        for tree in ["/etc", "/dev"] {
+            for flag in ["ro", "nosuid", "nodev", "noexec"] {
+                assert!(options(tree).iter().any(|o| o == flag), "{tree}: {:?}", prepared[tree]);
+            }
+        }
+        let extra: Vec<&String> = prepared.keys().filter(|point| !entry_by_entry.contains_key(*point)).collect();
+        assert_eq!(extra.len(), 2, "{extra:?}");
+        let null = options("/dev/null");
+        assert!(null.iter().any(|o| o == "nosuid") && null.iter().any(|o| o == "noexec"), "{null:?}");
+        assert!(!null.iter().any(|o| o == "nodev"), "{null:?}");
+        if prepared.contains_key("/etc/alternatives") {
+            let alternatives = options("/etc/alternatives");
+            for flag in ["ro", "nosuid", "nodev"] {
+                assert!(alternatives.iter().any(|o| o == flag), "{alternatives:?}");
+            }
+        }
+        // No mount of the jail propagates to or from the host.
+        for (point, (_, _, tags, _)) in &prepared {
+            assert!(!tags.contains("shared:") && !tags.contains("master:"), "{point}: {tags}");
         }
     }
 
