@@ -475,7 +475,10 @@ impl JailBackend {
         // enters it for the clone (see `netns`).
         let mut netns = self.netns_pool().as_ref().ok().and_then(NetnsPool::take);
         // Cloned from the thread that lives in the call's cgroup when there is one (the
-        // child is born in it), else here and moved in below.
+        // child is born in it), else here and moved in below. The resident also releases
+        // the child (its maps, then the go byte) right after the clone, so that the child's
+        // set-up runs while this thread wakes up from the hand-off instead of after it.
+        let (uid, gid, go_at) = (self.uid, self.gid, go_write.as_raw_fd());
         let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
             let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
             let netns = netns.take();
@@ -484,17 +487,19 @@ impl JailBackend {
                 // the job has run, and both are owned by this frame until then.
                 let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
                 let spawned = spawn::spawn(args, stack, netns);
+                // Born in its cgroup: once mapped it may go. `go_at` stays open until
+                // run_inside has returned.
+                let released = spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, go_at));
                 // A resident stuck in a jail's network namespace runs nothing else.
                 let after =
                     if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
-                (spawned, after)
+                ((spawned, released), after)
             })
         });
-        let born_inside = from_resident.is_some();
-        let spawned = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
+        let (spawned, released) = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
             // This thread is the caller's: it cannot be retired.
             Err(SpawnError::Stranded(error)) => netns::abort_stranded(&error),
-            other => other,
+            other => (other, None),
         });
         let (pid, pidfd) = match spawned {
             Ok(spawned) => spawned,
@@ -520,14 +525,19 @@ impl JailBackend {
         // The child's ends belong to the child now.
         drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
 
-        // The child waits until its maps are written and it is in its cgroup.
-        write_maps(pid, self.uid, self.gid).map_err(JailError::Maps)?;
-        if let Some(cgroup) = cgroup.as_mut().filter(|_| !born_inside) {
-            cgroup.attach(pid).map_err(JailError::Attach)?;
+        // The child waits until its maps are written and it is in its cgroup (released by
+        // the resident it was born from, or here once moved in). A failure drops `jailed`,
+        // which kills the child.
+        match released {
+            Some(released) => released?,
+            None => {
+                if let Some(cgroup) = cgroup.as_mut() {
+                    cgroup.attach(pid).map_err(JailError::Attach)?;
+                }
+                release(pid, self.uid, self.gid, go_write.as_raw_fd())?;
+            }
         }
-        let mut go = std::fs::File::from(go_write);
-        io::Write::write_all(&mut go, b"g").map_err(resource("go signal"))?;
-        drop(go);
+        drop(go_write);
 
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
@@ -666,6 +676,21 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Lets the child go on: writes its uid/gid maps, then the go byte to `go` (the write end
+/// of its go pipe). The child must already be in its cgroup.
+fn release(pid: i32, uid: u32, gid: u32, go: RawFd) -> Result<(), JailError> {
+    write_maps(pid, uid, gid).map_err(JailError::Maps)?;
+    loop {
+        // SAFETY: writes one byte from a local to a descriptor the caller keeps open.
+        match unsafe { libc::write(go, b"g".as_ptr().cast(), 1) } {
+            1 => return Ok(()),
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            -1 => return Err(JailError::Resource { what: "go signal", source: io::Error::last_os_error() }),
+            _ => return Err(JailError::Resource { what: "go signal", source: io::ErrorKind::WriteZero.into() }),
+        }
+    }
 }
 
 /// Maps the jail's ids to the caller's own (uid and gid inside = outside). As root the gid
