@@ -152,8 +152,8 @@ impl Host {
     /// Reads the layout; `known` is the last probe's prepared trees.
     fn probe(known: Option<&Host>) -> Host {
         let layout = Arc::new(HostLayout::probe());
-        let etc = prepare("/etc", &layout.etc, known.and_then(|host| host.etc.clone()));
-        let dev = prepare("/dev", &plan::dev_entries(&layout.devices), known.and_then(|host| host.dev.clone()));
+        let etc = prepare("/etc", &plan::etc_tree(&layout), known.and_then(|host| host.etc.clone()));
+        let dev = prepare("/dev", &plan::dev_tree(&layout.devices), known.and_then(|host| host.dev.clone()));
         Host { probed: Instant::now(), layout, etc, dev }
     }
 
@@ -163,17 +163,13 @@ impl Host {
     }
 }
 
-/// `known` if it holds `entries`, else a new tree of them; `None` when airlock cannot make
-/// one (each jail then makes the tree entry by entry).
-fn prepare(
-    name: &str,
-    entries: &[(String, plan::HostEntry)],
-    known: Option<Arc<PreparedTree>>,
-) -> Option<Arc<PreparedTree>> {
-    if let Some(known) = known.filter(|tree| tree.holds(entries)) {
+/// `known` if it holds `spec`, else a new tree of it; `None` when airlock cannot make one
+/// (each jail then makes the tree entry by entry).
+fn prepare(name: &str, spec: &plan::TreeSpec, known: Option<Arc<PreparedTree>>) -> Option<Arc<PreparedTree>> {
+    if let Some(known) = known.filter(|tree| tree.holds(spec)) {
         return Some(known);
     }
-    match PreparedTree::build(entries) {
+    match PreparedTree::build(spec) {
         Ok(tree) => Some(Arc::new(tree)),
         Err(error) => {
             tracing::debug!("jail: {name} is made entry by entry in each jail (no prepared tmpfs: {error})");
@@ -479,7 +475,10 @@ impl JailBackend {
         // enters it for the clone (see `netns`).
         let mut netns = self.netns_pool().as_ref().ok().and_then(NetnsPool::take);
         // Cloned from the thread that lives in the call's cgroup when there is one (the
-        // child is born in it), else here and moved in below.
+        // child is born in it), else here and moved in below. The resident also releases
+        // the child (its maps, then the go byte) right after the clone, so that the child's
+        // set-up runs while this thread wakes up from the hand-off instead of after it.
+        let (uid, gid, go_at) = (self.uid, self.gid, go_write.as_raw_fd());
         let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
             let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
             let netns = netns.take();
@@ -488,17 +487,19 @@ impl JailBackend {
                 // the job has run, and both are owned by this frame until then.
                 let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
                 let spawned = spawn::spawn(args, stack, netns);
+                // Born in its cgroup: once mapped it may go. `go_at` stays open until
+                // run_inside has returned.
+                let released = spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, go_at));
                 // A resident stuck in a jail's network namespace runs nothing else.
                 let after =
                     if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
-                (spawned, after)
+                ((spawned, released), after)
             })
         });
-        let born_inside = from_resident.is_some();
-        let spawned = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
+        let (spawned, released) = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
             // This thread is the caller's: it cannot be retired.
             Err(SpawnError::Stranded(error)) => netns::abort_stranded(&error),
-            other => other,
+            other => (other, None),
         });
         let (pid, pidfd) = match spawned {
             Ok(spawned) => spawned,
@@ -524,14 +525,19 @@ impl JailBackend {
         // The child's ends belong to the child now.
         drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
 
-        // The child waits until its maps are written and it is in its cgroup.
-        write_maps(pid, self.uid, self.gid).map_err(JailError::Maps)?;
-        if let Some(cgroup) = cgroup.as_mut().filter(|_| !born_inside) {
-            cgroup.attach(pid).map_err(JailError::Attach)?;
+        // The child waits until its maps are written and it is in its cgroup (released by
+        // the resident it was born from, or here once moved in). A failure drops `jailed`,
+        // which kills the child.
+        match released {
+            Some(released) => released?,
+            None => {
+                if let Some(cgroup) = cgroup.as_mut() {
+                    cgroup.attach(pid).map_err(JailError::Attach)?;
+                }
+                release(pid, self.uid, self.gid, go_write.as_raw_fd())?;
+            }
         }
-        let mut go = std::fs::File::from(go_write);
-        io::Write::write_all(&mut go, b"g").map_err(resource("go signal"))?;
-        drop(go);
+        drop(go_write);
 
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
@@ -670,6 +676,21 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Lets the child go on: writes its uid/gid maps, then the go byte to `go` (the write end
+/// of its go pipe). The child must already be in its cgroup.
+fn release(pid: i32, uid: u32, gid: u32, go: RawFd) -> Result<(), JailError> {
+    write_maps(pid, uid, gid).map_err(JailError::Maps)?;
+    loop {
+        // SAFETY: writes one byte from a local to a descriptor the caller keeps open.
+        match unsafe { libc::write(go, b"g".as_ptr().cast(), 1) } {
+            1 => return Ok(()),
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            -1 => return Err(JailError::Resource { what: "go signal", source: io::Error::last_os_error() }),
+            _ => return Err(JailError::Resource { what: "go signal", source: io::ErrorKind::WriteZero.into() }),
+        }
+    }
 }
 
 /// Maps the jail's ids to the caller's own (uid and gid inside = outside). As root the gid
@@ -987,6 +1008,77 @@ mod tests {
             } else {
                 cgroups.give_back(cgroup);
             }
+        }
+    }
+
+    /// The jail's mounts as `/proc/self/mountinfo` shows them inside: mount point ->
+    /// (root, per-mount options, propagation tags, file system type).
+    fn mounts_inside(backend: &JailBackend) -> HashMap<String, (String, String, String, String)> {
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/cat".into(), sha256: None });
+        grant.args = vec!["/proc/self/mountinfo".into()];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(backend.run(&grant)).unwrap();
+        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+        String::from_utf8(report.stdout.bytes)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (before, after) = line.split_once(" - ").unwrap();
+                let fields: Vec<&str> = before.split(' ').collect();
+                let fstype = after.split(' ').next().unwrap().to_string();
+                let tags = fields[6..].join(" ");
+                (fields[4].to_string(), (fields[3].to_string(), fields[5].to_string(), tags, fstype))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_prepared_trees_give_the_mounts_and_attributes_of_the_entry_by_entry_root() {
+        let backend = JailBackend::new();
+        let (etc, dev) = {
+            let host = backend.host.read().unwrap();
+            (host.etc.is_some(), host.dev.is_some())
+        };
+        if !etc || !dev {
+            // Not root (or an older kernel): every jail is made entry by entry.
+            return;
+        }
+        let prepared = mounts_inside(&backend);
+        // The same jail without the prepared trees.
+        if let Ok(mut host) = backend.host.write() {
+            host.etc = None;
+            host.dev = None;
+            host.probed = Instant::now();
+        }
+        let entry_by_entry = mounts_inside(&backend);
+        assert!(backend.host.read().unwrap().etc.is_none(), "the host was probed again during the test");
+        // Every mount made entry by entry is there, the same, with the prepared trees.
+        for (point, mount) in &entry_by_entry {
+            assert_eq!(prepared.get(point), Some(mount), "{point}");
+        }
+        // The trees themselves are the only other mounts, read-only, and their binds keep
+        // the attributes they would get one by one.
+        let options = |point: &str| prepared[point].1.split(',').map(str::to_string).collect::<Vec<_>>();
+        for tree in ["/etc", "/dev"] {
+            for flag in ["ro", "nosuid", "nodev", "noexec"] {
+                assert!(options(tree).iter().any(|o| o == flag), "{tree}: {:?}", prepared[tree]);
+            }
+        }
+        let extra: Vec<&String> = prepared.keys().filter(|point| !entry_by_entry.contains_key(*point)).collect();
+        assert_eq!(extra.len(), 2, "{extra:?}");
+        let null = options("/dev/null");
+        assert!(null.iter().any(|o| o == "nosuid") && null.iter().any(|o| o == "noexec"), "{null:?}");
+        assert!(!null.iter().any(|o| o == "nodev"), "{null:?}");
+        if prepared.contains_key("/etc/alternatives") {
+            let alternatives = options("/etc/alternatives");
+            for flag in ["ro", "nosuid", "nodev"] {
+                assert!(alternatives.iter().any(|o| o == flag), "{alternatives:?}");
+            }
+        }
+        // No mount of the jail propagates to or from the host.
+        for (point, (_, _, tags, _)) in &prepared {
+            assert!(!tags.contains("shared:") && !tags.contains("master:"), "{point}: {tags}");
         }
     }
 

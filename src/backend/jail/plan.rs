@@ -182,17 +182,18 @@ pub enum MountOp {
     Proc { target: CString, options: CString },
     /// Bind a path of the jail's fresh /proc onto itself read-only, if the kernel has it.
     ProcReadOnly { target: CString },
-    /// Clone a prepared tree (the parent's detached tmpfs, see `prepared`) read-only at
-    /// `target`. It holds what the copies, symlinks and mount points of the tree would.
+    /// Clone a prepared tree (the parent's detached tmpfs and the binds on it, see
+    /// `prepared`) at `target`, its top [`PREPARED_ATTRS`]. It holds what the copies,
+    /// symlinks, mount points and binds of the tree would.
     Prepared { tree: Tree, target: CString },
 }
 
 /// The trees of the root that can be prepared once for every call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tree {
-    /// `/etc`: [`HostLayout::etc`].
+    /// `/etc`: [`etc_tree`].
     Etc,
-    /// `/dev`: [`dev_entries`].
+    /// `/dev`: [`dev_tree`].
     Dev,
 }
 
@@ -212,12 +213,57 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("shm", "/tmp"),
 ];
 
-/// What the jail's /dev holds before the device nodes are bound: an empty file as the
-/// mount point of each device, and the symlinks.
-pub fn dev_entries(devices: &[String]) -> Vec<(String, HostEntry)> {
+/// The attributes of an /etc directory or large file bound into the jail: read-only, no
+/// setuid, no devices (exec stays: an alternative may point at a program).
+const ETC_BIND_ATTRS: u64 = attr::RDONLY | attr::NOSUID | attr::NODEV;
+
+/// The attributes of a device node bound into the jail: usable (not `nodev`), but never
+/// executed and without setuid.
+const DEVICE_ATTRS: u64 = attr::NOSUID | attr::NOEXEC;
+
+/// The attributes of the top of a prepared tree as the jail sees it (its binds keep their
+/// own, [`ETC_BIND_ATTRS`] and [`DEVICE_ATTRS`]).
+pub const PREPARED_ATTRS: u64 = attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC;
+
+/// A tree that can be prepared once for every call: its entries (files copied, symlinks,
+/// mount points), and the host paths bound onto some of those mount points, with the
+/// attributes the jail would give them when it binds them itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeSpec {
+    pub entries: Vec<(String, HostEntry)>,
+    pub binds: Vec<TreeBind>,
+}
+
+/// A host path bound at `name` in a prepared tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeBind {
+    pub name: String,
+    pub source: PathBuf,
+    pub attrs: u64,
+}
+
+/// The jail's /etc: [`HostLayout::etc`], with the directories and large files bound
+/// read-only onto their mount points.
+pub fn etc_tree(layout: &HostLayout) -> TreeSpec {
+    let binds = layout
+        .etc
+        .iter()
+        .filter(|(_, entry)| matches!(entry, HostEntry::Dir | HostEntry::LargeFile))
+        .map(|(name, _)| TreeBind { name: name.clone(), source: Path::new("/etc").join(name), attrs: ETC_BIND_ATTRS })
+        .collect();
+    TreeSpec { entries: layout.etc.clone(), binds }
+}
+
+/// The jail's /dev: an empty file as the mount point of each device with the host's
+/// device bound onto it, and the symlinks.
+pub fn dev_tree(devices: &[String]) -> TreeSpec {
     let mount_points = devices.iter().map(|device| (device.clone(), HostEntry::LargeFile));
     let links = DEV_LINKS.iter().map(|(name, target)| (name.to_string(), HostEntry::Symlink(PathBuf::from(target))));
-    mount_points.chain(links).collect()
+    let binds = devices
+        .iter()
+        .map(|device| TreeBind { name: device.clone(), source: Path::new("/dev").join(device), attrs: DEVICE_ATTRS })
+        .collect();
+    TreeSpec { entries: mount_points.chain(links).collect(), binds }
 }
 
 impl MountOp {
@@ -340,9 +386,9 @@ pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option
 /// /etc and /dev; the private /tmp; the grant's mounts, parents before children; the
 /// protected paths last (so that a read-write workspace cannot cover them); /proc.
 ///
-/// `prepared`: the trees the child gets prepared (one clone of a tmpfs that already holds
-/// the copies, symlinks and mount points of `layout.etc`, or [`dev_entries`]) instead of
-/// making their entries one by one.
+/// `prepared`: the trees the child gets prepared (one recursive clone of a tmpfs that
+/// already holds the entries and binds of [`etc_tree`] or [`dev_tree`]) instead of making
+/// their entries and binds one by one.
 pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Result<RootPlan, PlanError> {
     let workspace = grant.workspace.as_deref();
     // The grant's binds, by target depth so that a parent never covers a child.
@@ -421,8 +467,8 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
         }
     }
 
-    // /etc: small files copied, symlinks recreated, directories and large files bound; with
-    // the template, the copies, symlinks and mount points are already in it.
+    // /etc: small files copied, symlinks recreated, directories and large files bound; the
+    // prepared tree holds all of it (the binds too: see [`etc_tree`]).
     make_dirs(&mut ops, &mut made, &bound, Path::new("/etc"))?;
     if etc_template {
         ops.push(MountOp::Prepared { tree: Tree::Etc, target: at(Path::new("/etc"))? });
@@ -430,29 +476,27 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
     for ((name, entry), host) in layout.etc.iter().zip(&etc_paths) {
         let guest = Path::new("/etc").join(name);
         match entry {
-            HostEntry::File(_) | HostEntry::Symlink(_) if etc_template => {}
+            _ if etc_template => {
+                if matches!(entry, HostEntry::Dir | HostEntry::LargeFile) {
+                    bound.push(guest);
+                }
+            }
             HostEntry::File(contents) => ops.push(MountOp::FileCopy { path: at(&guest)?, contents: contents.clone() }),
             HostEntry::Symlink(target) => ops.push(MountOp::Symlink { target: cstring(target)?, path: at(&guest)? }),
             HostEntry::Dir | HostEntry::LargeFile => {
-                if etc_template {
-                    // The mount point is in the template.
-                } else if *entry == HostEntry::Dir {
+                if *entry == HostEntry::Dir {
                     make_dirs(&mut ops, &mut made, &bound, &guest)?;
                 } else {
                     ops.push(MountOp::EmptyFile { path: at(&guest)? });
                 }
-                ops.push(MountOp::Bind {
-                    source: cstring(host)?,
-                    target: at(&guest)?,
-                    attrs: attr::RDONLY | attr::NOSUID | attr::NODEV,
-                });
+                ops.push(MountOp::Bind { source: cstring(host)?, target: at(&guest)?, attrs: ETC_BIND_ATTRS });
                 bound.push(guest);
             }
         }
     }
 
-    // /dev: the device nodes, and the usual symlinks (in the prepared tree, with the
-    // devices' mount points).
+    // /dev: the device nodes, and the usual symlinks (the prepared tree holds them all:
+    // see [`dev_tree`]).
     make_dirs(&mut ops, &mut made, &bound, Path::new("/dev"))?;
     if prepared.dev {
         ops.push(MountOp::Prepared { tree: Tree::Dev, target: at(Path::new("/dev"))? });
@@ -461,8 +505,8 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
         let guest = Path::new("/dev").join(device);
         if !prepared.dev {
             ops.push(MountOp::EmptyFile { path: at(&guest)? });
+            ops.push(MountOp::Bind { source: cstring(host)?, target: at(&guest)?, attrs: DEVICE_ATTRS });
         }
-        ops.push(MountOp::Bind { source: cstring(host)?, target: at(&guest)?, attrs: attr::NOSUID | attr::NOEXEC });
         landlock.push((host.clone(), Access::Device));
     }
     if !prepared.dev {
@@ -662,26 +706,57 @@ mod tests {
         assert!(plan.landlock.contains(&(PathBuf::from("/usr"), Access::ReadExec)));
     }
 
+    /// What the per-call ops make and bind under `dir` (relative names), as a tree would:
+    /// entries by name, binds by (name, source, attrs).
+    fn made_under(ops: &[MountOp], dir: &str) -> (Vec<String>, Vec<(String, PathBuf, u64)>) {
+        let prefix = format!("/mnt{dir}/");
+        let name = |path: &CString| path.to_string_lossy().strip_prefix(&prefix).map(str::to_string);
+        let mut entries = Vec::new();
+        let mut binds = Vec::new();
+        for op in ops {
+            match op {
+                MountOp::FileCopy { path, .. }
+                | MountOp::Symlink { path, .. }
+                | MountOp::Dir { path }
+                | MountOp::EmptyFile { path } => entries.extend(name(path)),
+                MountOp::Bind { source, target, attrs } => {
+                    if let Some(name) = name(target) {
+                        binds.push((name, PathBuf::from(source.to_string_lossy().into_owned()), *attrs));
+                    }
+                }
+                _ => {}
+            }
+        }
+        entries.sort();
+        binds.sort();
+        (entries, binds)
+    }
+
+    fn spec_under(spec: &TreeSpec) -> (Vec<String>, Vec<(String, PathBuf, u64)>) {
+        let mut entries: Vec<String> = spec.entries.iter().map(|(name, _)| name.clone()).collect();
+        let mut binds: Vec<(String, PathBuf, u64)> =
+            spec.binds.iter().map(|b| (b.name.clone(), b.source.clone(), b.attrs)).collect();
+        entries.sort();
+        binds.sort();
+        (entries, binds)
+    }
+
     #[test]
-    fn with_the_etc_template_etc_is_one_clone_then_the_binds_onto_its_mount_points() {
+    fn with_the_prepared_etc_etc_is_one_clone_that_holds_its_entries_and_binds() {
         let with = root_plan(&layout(), &grant("/home/u/ws"), Prepared { etc: true, dev: false }).unwrap();
-        let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
         let template = index(&with.ops, &MountOp::Prepared { tree: Tree::Etc, target: c"/mnt/etc".into() });
         let etc_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/etc".into() });
-        let alternatives = index(
-            &with.ops,
-            &MountOp::Bind { source: c"/etc/alternatives".into(), target: c"/mnt/etc/alternatives".into(), attrs: ro },
-        );
-        assert!(etc_dir < template && template < alternatives);
-        // No copy, symlink or mount point made under /etc: the template holds them.
-        let under_etc = |path: &CString| path.as_bytes().starts_with(b"/mnt/etc/");
-        assert!(!with.ops.iter().any(|op| match op {
-            MountOp::FileCopy { path, .. } | MountOp::Symlink { path, .. } | MountOp::Dir { path } => under_etc(path),
-            MountOp::EmptyFile { path } => under_etc(path),
-            _ => false,
-        }));
-        // Everything else is the same plan.
+        assert!(etc_dir < template);
+        // Nothing made or bound under /etc per call: the tree holds it.
+        assert_eq!(made_under(&with.ops, "/etc"), (vec![], vec![]));
+        // The tree holds exactly what the per-call ops make and bind, with their attributes.
         let without = root_plan(&layout(), &grant("/home/u/ws"), Prepared::default()).unwrap();
+        let (mut made, binds) = made_under(&without.ops, "/etc");
+        assert!(binds.contains(&("alternatives".into(), "/etc/alternatives".into(), ETC_BIND_ATTRS)));
+        // A bound directory's mount point is a directory the tree has as an entry.
+        made.sort();
+        assert_eq!((made, binds), spec_under(&etc_tree(&layout())));
+        // Everything else is the same plan.
         let outside_etc = |ops: &[MountOp]| -> Vec<MountOp> {
             ops.iter()
                 .filter(|op| !op.describe().contains("/mnt/etc") && !op.describe().contains("/etc/"))
@@ -698,41 +773,21 @@ mod tests {
     }
 
     #[test]
-    fn with_the_prepared_dev_only_the_devices_are_bound_onto_it() {
+    fn with_the_prepared_dev_dev_is_one_clone_that_holds_the_devices() {
         let mut layout = layout();
         layout.devices = vec!["null".into(), "urandom".into()];
         let with = root_plan(&layout, &grant("/home/u/ws"), Prepared { etc: false, dev: true }).unwrap();
         let dev = index(&with.ops, &MountOp::Prepared { tree: Tree::Dev, target: c"/mnt/dev".into() });
-        let null = index(
-            &with.ops,
-            &MountOp::Bind {
-                source: c"/dev/null".into(),
-                target: c"/mnt/dev/null".into(),
-                attrs: attr::NOSUID | attr::NOEXEC,
-            },
-        );
-        assert!(dev < null);
-        let under_dev = |path: &CString| path.as_bytes().starts_with(b"/mnt/dev/");
-        assert!(!with.ops.iter().any(|op| match op {
-            MountOp::Symlink { path, .. } | MountOp::EmptyFile { path } => under_dev(path),
-            _ => false,
-        }));
-        // The prepared tree holds what the ops would have made.
+        let dev_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/dev".into() });
+        assert!(dev_dir < dev);
+        assert_eq!(made_under(&with.ops, "/dev"), (vec![], vec![]));
+        // Landlock still allows the devices.
+        assert!(with.landlock.contains(&(PathBuf::from("/dev/null"), Access::Device)));
+        // The tree holds exactly what the per-call ops make and bind, with their attributes.
         let without = root_plan(&layout, &grant("/home/u/ws"), Prepared::default()).unwrap();
-        let mut made: Vec<String> = without
-            .ops
-            .iter()
-            .filter_map(|op| match op {
-                MountOp::Symlink { path, .. } | MountOp::EmptyFile { path } if under_dev(path) => {
-                    Some(path.to_string_lossy().trim_start_matches("/mnt/dev/").to_string())
-                }
-                _ => None,
-            })
-            .collect();
-        let mut entries: Vec<String> = dev_entries(&layout.devices).into_iter().map(|(name, _)| name).collect();
-        made.sort();
-        entries.sort();
-        assert_eq!(made, entries);
+        let per_call = made_under(&without.ops, "/dev");
+        assert!(per_call.1.contains(&("null".into(), "/dev/null".into(), attr::NOSUID | attr::NOEXEC)));
+        assert_eq!(per_call, spec_under(&dev_tree(&layout.devices)));
     }
 
     #[test]

@@ -1,47 +1,61 @@
 //! Trees of the jail's root that are the same for every call, prepared once: `/etc` (the
-//! allow-listed files, their symlinks and the mount points of the bound ones) and `/dev`
-//! (the mount points of the device nodes and the usual symlinks). Each is a detached tmpfs
-//! (never mounted in any namespace the host sees) that each jail clones read-only onto its
-//! root with one `open_tree` + `move_mount`, instead of creating a file per entry per call.
+//! allow-listed files, their symlinks, and the host's directories and large files bound
+//! read-only onto their mount points) and `/dev` (the host's device nodes bound onto their
+//! mount points, and the usual symlinks). Each is a detached tmpfs (never mounted in any
+//! namespace the host sees) with its binds attached to it, that each jail clones onto its
+//! root with one recursive `open_tree` + `move_mount`, instead of creating a file and
+//! binding a host path per entry per call.
 //!
-//! Owns: [`PreparedTree`] (the tmpfs, held by a descriptor) and building it from a list of
-//! entries.
-//! Must not: decide what the trees hold (`plan` does: `HostLayout::etc`, `plan::dev_entries`),
-//! or be written after it is built: every jail shares it (through read-only clones), so it
-//! is sealed read-only.
+//! Owns: [`PreparedTree`] (the tmpfs, held by a descriptor) and building it from a
+//! [`TreeSpec`]: each bind gets the attributes the jail would give it (a clone keeps every
+//! mount's attributes) and private propagation (as a bind made in the jail, after it made
+//! its mounts private, would have: nothing mounted on the host's side reaches a jail).
+//! Must not: decide what the trees hold (`plan` does: `plan::etc_tree`, `plan::dev_tree`),
+//! or be written after it is built: every jail shares it (through clones), so it is sealed
+//! read-only. Must not serve a bind whose host path was replaced: [`PreparedTree::holds`]
+//! compares the bound paths' identities, so a replaced one makes a new tree at the next
+//! probe of the host's layout.
 //!
 //! Creating a tmpfs takes CAP_SYS_ADMIN (airlock as root). Without it, or on a kernel that
-//! cannot clone a detached mount into another mount namespace, [`PreparedTree::build`]
-//! fails and the jail makes the tree entry by entry: the same view either way.
+//! cannot attach a bind to a detached mount or clone a detached tree into another mount
+//! namespace, [`PreparedTree::build`] fails and the jail makes the tree entry by entry: the
+//! same view either way.
 
 use std::{
     ffi::CString,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::fs::MetadataExt,
+    },
+    path::PathBuf,
 };
 
 use super::{
-    plan::{HostEntry, attr},
+    plan::{HostEntry, TreeSpec, attr},
     sys,
 };
 
 /// The tmpfs's size: small, it holds copies of files below 1 MiB each.
 const SIZE: &str = "8m";
 
-/// A prepared tree: a descriptor of a detached, read-only tmpfs.
+/// A prepared tree: a descriptor of a detached, read-only tmpfs and the binds on it.
 #[derive(Debug)]
 pub struct PreparedTree {
     mount: OwnedFd,
-    /// The entries it was built from (to reuse it while the host's are unchanged).
-    entries: Vec<(String, HostEntry)>,
+    /// What it was built from (to reuse it while the host's is unchanged).
+    spec: TreeSpec,
+    /// The bound host paths and the (device, inode) they had when bound.
+    bound: Vec<(PathBuf, (u64, u64))>,
 }
 
 impl PreparedTree {
-    /// Builds the tree of these entries: files copied (0644), symlinks recreated, an empty
-    /// directory or file as the mount point of each directory or large file.
-    pub fn build(entries: &[(String, HostEntry)]) -> io::Result<PreparedTree> {
+    /// Builds the tree of `spec`: files copied (0644), symlinks recreated, an empty
+    /// directory or file as the mount point of each directory or large file, then each host
+    /// path bound onto its mount point.
+    pub fn build(spec: &TreeSpec) -> io::Result<PreparedTree> {
         let mount = new_tmpfs()?;
-        for (name, entry) in entries {
+        for (name, entry) in &spec.entries {
             let name = CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
             let dir = mount.as_raw_fd();
             match entry {
@@ -59,14 +73,26 @@ impl PreparedTree {
                 }
             }
         }
+        let mut bound = Vec::new();
+        for bind in &spec.binds {
+            let name = CString::new(bind.name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let source = CString::new(bind.source.as_os_str().as_encoded_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let identity = bind_into(&mount, &name, &source, bind.attrs)?;
+            bound.push((bind.source.clone(), identity));
+        }
         set_read_only(&mount)?;
         can_clone(&mount)?;
-        Ok(PreparedTree { mount, entries: entries.to_vec() })
+        Ok(PreparedTree { mount, spec: spec.clone(), bound })
     }
 
-    /// Whether this tree holds exactly these entries.
-    pub fn holds(&self, entries: &[(String, HostEntry)]) -> bool {
-        self.entries == entries
+    /// Whether this tree holds exactly `spec`, with every bound host path still the one
+    /// that was bound (not replaced since).
+    pub fn holds(&self, spec: &TreeSpec) -> bool {
+        self.spec == *spec
+            && self.bound.iter().all(|(path, identity)| {
+                std::fs::symlink_metadata(path).is_ok_and(|meta| (meta.dev(), meta.ino()) == *identity)
+            })
     }
 
     /// The descriptor the child clones.
@@ -136,12 +162,51 @@ fn write_new(dir: RawFd, name: &CString, contents: &[u8]) -> io::Result<()> {
     io::Write::write_all(&mut &file, contents)
 }
 
-/// Checks that this kernel lets a detached mount be cloned (`open_tree(OPEN_TREE_CLONE)`,
-/// as each jail does; kernels before 6.15 refuse it with EINVAL). Without the check such a
-/// kernel would fail every jail's set-up; with it, the jail makes the tree entry by entry.
+/// Binds host path `source` (recursively, refusing any symlink on the way, as the jail
+/// does) at `name` under the detached tree `mount`, with `attrs` and private propagation
+/// on every mount of the bind. Returns the (device, inode) of what was bound.
+fn bind_into(mount: &OwnedFd, name: &CString, source: &CString, attrs: u64) -> io::Result<(u64, u64)> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    let path = sys::open_path_no_symlinks(source).map_err(io::Error::from_raw_os_error)?;
+    // SAFETY: open_path_no_symlinks returned a new descriptor that only we own.
+    let path = unsafe { OwnedFd::from_raw_fd(path) };
+    let identity = std::fs::File::from(path.try_clone()?).metadata().map(|meta| (meta.dev(), meta.ino()))?;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: an empty path with AT_EMPTY_PATH on our own descriptor.
+    let tree = syscall_fd(unsafe { libc::syscall(libc::SYS_open_tree, path.as_raw_fd(), c"".as_ptr(), flags) })?;
+    sys::mount_setattr_tree(tree.as_raw_fd(), attrs, libc::MS_PRIVATE).map_err(io::Error::from_raw_os_error)?;
+    // SAFETY: our own detached tree (empty path) onto a NUL-terminated name under our own
+    // detached tmpfs.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            mount.as_raw_fd(),
+            name.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(identity)
+}
+
+/// Checks that this kernel lets a detached tree be cloned with its binds
+/// (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`, as each jail does; kernels before 6.15
+/// refuse it with EINVAL). Without the check such a kernel would fail every jail's set-up;
+/// with it, the jail makes the tree entry by entry.
 fn can_clone(mount: &OwnedFd) -> io::Result<()> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint;
     // SAFETY: an empty path with AT_EMPTY_PATH on our own mount descriptor.
     let clone = unsafe { libc::syscall(libc::SYS_open_tree, mount.as_raw_fd(), c"".as_ptr(), flags) };
     // The detached copy goes away with its descriptor.
@@ -159,29 +224,51 @@ mod tests {
     use std::{path::PathBuf, sync::Arc};
 
     use super::*;
+    use crate::backend::jail::plan::TreeBind;
 
     #[test]
-    fn the_tree_holds_the_entries_and_is_read_only() {
-        let entries = vec![
-            ("passwd".to_string(), HostEntry::File(Arc::from(&b"root:x:0:0::/root:/bin/sh\n"[..]))),
-            ("alternatives".to_string(), HostEntry::Dir),
-            ("localtime".to_string(), HostEntry::Symlink(PathBuf::from("/usr/share/zoneinfo/UTC"))),
-            ("big".to_string(), HostEntry::LargeFile),
-        ];
-        let template = match PreparedTree::build(&entries) {
+    fn the_tree_holds_the_entries_and_binds_and_is_read_only() {
+        let host = tempfile::tempdir().unwrap();
+        let bound = host.path().join("alternatives");
+        std::fs::create_dir(&bound).unwrap();
+        std::fs::write(bound.join("editor"), b"vi").unwrap();
+        let spec = TreeSpec {
+            entries: vec![
+                ("passwd".to_string(), HostEntry::File(Arc::from(&b"root:x:0:0::/root:/bin/sh\n"[..]))),
+                ("alternatives".to_string(), HostEntry::Dir),
+                ("localtime".to_string(), HostEntry::Symlink(PathBuf::from("/usr/share/zoneinfo/UTC"))),
+                ("big".to_string(), HostEntry::LargeFile),
+            ],
+            binds: vec![TreeBind {
+                name: "alternatives".to_string(),
+                source: bound.clone(),
+                attrs: attr::RDONLY | attr::NOSUID | attr::NODEV,
+            }],
+        };
+        let template = match PreparedTree::build(&spec) {
             Ok(template) => template,
             // Not root here: the jail makes its trees entry by entry (tested by the jail tests).
             Err(error) if error.raw_os_error() == Some(libc::EPERM) => return,
             Err(error) => panic!("{error}"),
         };
-        assert!(template.holds(&entries));
-        assert!(!template.holds(&entries[..1]));
+        assert!(template.holds(&spec));
+        let mut fewer = spec.clone();
+        fewer.entries.truncate(1);
+        assert!(!template.holds(&fewer));
         let root = PathBuf::from(format!("/proc/self/fd/{}", template.fd()));
         assert_eq!(std::fs::read(root.join("passwd")).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
-        assert!(root.join("alternatives").is_dir());
+        assert_eq!(std::fs::read(root.join("alternatives/editor")).unwrap(), b"vi");
         assert_eq!(std::fs::read_link(root.join("localtime")).unwrap(), PathBuf::from("/usr/share/zoneinfo/UTC"));
         assert_eq!(std::fs::metadata(root.join("big")).unwrap().len(), 0);
         let error = std::fs::write(root.join("passwd"), b"x").unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EROFS));
+        let error = std::fs::write(root.join("alternatives/editor"), b"x").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EROFS));
+        // A bound path replaced on the host: the tree no longer holds what the host has.
+        let fresh = host.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        std::fs::remove_file(bound.join("editor")).unwrap();
+        std::fs::rename(&fresh, &bound).unwrap();
+        assert!(!template.holds(&spec));
     }
 }

@@ -23,7 +23,7 @@ use std::{
 
 use super::{
     netns::PooledNetns,
-    plan::{MountOp, RootPlan, Tree, attr},
+    plan::{MountOp, PREPARED_ATTRS, RootPlan, Tree, attr},
     seccomp::CompiledSeccomp,
     sys,
 };
@@ -645,7 +645,8 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
                 return Err(libc::EBADF);
             }
             let target = sys::open_path_no_symlinks(target)?;
-            let bound = sys::bind_fd(source, target, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
+            // Its binds keep the attributes they were given when the tree was built.
+            let bound = sys::clone_tree_fd(source, target, PREPARED_ATTRS);
             let _ = sys::close(target);
             bound
         }
