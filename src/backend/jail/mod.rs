@@ -1011,6 +1011,29 @@ mod tests {
         }
     }
 
+    /// A busy service holds many descriptors: the child's copy of the table may have no free
+    /// number below the tool's `open_files` limit. Landlock's rules, which open each path,
+    /// come before the limit, so the call still runs (it was refused with EMFILE).
+    #[test]
+    fn a_parent_holding_every_descriptor_below_the_tools_limit_still_jails() {
+        let backend = JailBackend::new();
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/true".into(), sha256: None });
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let limit = usize::try_from(grant.limits.open_files).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // Every free number up to the limit taken (this test's process may hold others).
+        let held: Vec<OwnedFd> = (0..limit)
+            .map_while(|_| null.try_clone().ok().map(OwnedFd::from))
+            .take_while(|fd| fd.as_raw_fd() < limit as i32)
+            .collect();
+        assert!(held.len() > limit / 2, "only {} descriptors could be taken", held.len());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(backend.run(&grant));
+        drop(held);
+        let report = report.unwrap();
+        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+    }
+
     /// The jail's mounts as `/proc/self/mountinfo` shows them inside: mount point ->
     /// (root, per-mount options, propagation tags, file system type).
     fn mounts_inside(backend: &JailBackend) -> HashMap<String, (String, String, String, String)> {

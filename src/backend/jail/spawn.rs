@@ -54,10 +54,10 @@ pub enum Step {
     WorkingDir,
     Hostname,
     Loopback,
-    Rlimit,
     NoNewPrivs,
     LandlockRule,
     LandlockRestrict,
+    Rlimit,
     CapabilityBounding,
     CapabilityAmbient,
     SecureBits,
@@ -84,10 +84,10 @@ impl Step {
         Step::WorkingDir,
         Step::Hostname,
         Step::Loopback,
-        Step::Rlimit,
         Step::NoNewPrivs,
         Step::LandlockRule,
         Step::LandlockRestrict,
+        Step::Rlimit,
         Step::CapabilityBounding,
         Step::CapabilityAmbient,
         Step::SecureBits,
@@ -462,9 +462,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 ///    Loopback only when the clone made our network namespace: a pooled one (`own_netns`
 ///    false) has it up already, and is owned by airlock's user namespace, where we have no
 ///    capability (so neither we nor the tool can reconfigure it).
-/// 6. rlimits (lowering needs no capability, but CPU time spent after this counts).
-/// 7. no_new_privs, then Landlock (which needs it for an unprivileged process, and
+/// 6. no_new_privs, then Landlock (which needs it for an unprivileged process, and
 ///    forbids mounts: it comes after the last mount).
+/// 7. rlimits, after the last descriptor the set-up opens (a parent holding every
+///    descriptor below `open_files` would otherwise make that open fail); lowering needs
+///    no capability, and CPU time spent after this counts.
 /// 8. Capabilities: the bounding set first (dropping needs CAP_SETPCAP), ambient,
 ///    securebits (so that exec as uid 0 gains nothing), then the sets themselves.
 /// 9. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
@@ -528,18 +530,22 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::Loopback, 0, sys::loopback_up());
     }
 
-    // 6. rlimits.
-    for (index, (resource, value)) in plan.rlimits.iter().enumerate() {
-        step!(Step::Rlimit, index, sys::setrlimit(*resource, *value, *value));
-    }
-
-    // 7. no_new_privs, Landlock.
+    // 6. no_new_privs, Landlock.
     step!(Step::NoNewPrivs, 0, sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     if fds.landlock >= 0 {
         for (index, (path, rights)) in plan.landlock_rules.iter().enumerate() {
             step!(Step::LandlockRule, index, add_landlock_rule(fds.landlock, path, *rights));
         }
         step!(Step::LandlockRestrict, 0, sys::landlock_restrict_self(fds.landlock));
+    }
+
+    // 7. rlimits, after the last step that opens a descriptor: the child has a copy of
+    // the parent's descriptor table, and a parent holding every descriptor below the
+    // tool's `open_files` (a busy service) would make a later open fail with EMFILE. Each
+    // limit only lowers (plan::rlimits keeps it within the hard limit), which needs no
+    // capability.
+    for (index, (resource, value)) in plan.rlimits.iter().enumerate() {
+        step!(Step::Rlimit, index, sys::setrlimit(*resource, *value, *value));
     }
 
     // 8. Capabilities.
