@@ -166,34 +166,15 @@ fn write_new(dir: RawFd, name: &CString, contents: &[u8]) -> io::Result<()> {
 /// does) at `name` under the detached tree `mount`, with `attrs` and private propagation
 /// on every mount of the bind. Returns the (device, inode) of what was bound.
 fn bind_into(mount: &OwnedFd, name: &CString, source: &CString, attrs: u64) -> io::Result<(u64, u64)> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
     let path = sys::open_path_no_symlinks(source).map_err(io::Error::from_raw_os_error)?;
     // SAFETY: open_path_no_symlinks returned a new descriptor that only we own.
     let path = unsafe { OwnedFd::from_raw_fd(path) };
     let identity = std::fs::File::from(path.try_clone()?).metadata().map(|meta| (meta.dev(), meta.ino()))?;
-    let flags = OPEN_TREE_CLONE
-        | libc::O_CLOEXEC as libc::c_uint
-        | libc::AT_EMPTY_PATH as libc::c_uint
-        | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: an empty path with AT_EMPTY_PATH on our own descriptor.
-    let tree = syscall_fd(unsafe { libc::syscall(libc::SYS_open_tree, path.as_raw_fd(), c"".as_ptr(), flags) })?;
-    sys::mount_setattr_tree(tree.as_raw_fd(), attrs, libc::MS_PRIVATE).map_err(io::Error::from_raw_os_error)?;
-    // SAFETY: our own detached tree (empty path) onto a NUL-terminated name under our own
-    // detached tmpfs.
-    let moved = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            mount.as_raw_fd(),
-            name.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if moved < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: openat of a NUL-terminated name under our own tmpfs's descriptor.
+    let target =
+        unsafe { libc::openat(mount.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
+    let target = syscall_fd(libc::c_long::from(target))?;
+    sys::bind_fd_private(path.as_raw_fd(), target.as_raw_fd(), attrs).map_err(io::Error::from_raw_os_error)?;
     Ok(identity)
 }
 

@@ -232,45 +232,36 @@ pub fn open_path_no_symlinks(path: &CStr) -> Result<i32, Errno> {
         .map(|fd| fd as i32)
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: set, propagation})`:
-/// adds mount attributes to every mount of the (detached) tree at `fd` and sets their
-/// propagation (`MS_PRIVATE`, ...).
-pub fn mount_setattr_tree(fd: i32, set: u64, propagation: u64) -> Result<(), Errno> {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation, userns_fd: 0 };
-    sys!(
-        libc::SYS_mount_setattr,
-        fd as usize,
-        ptr(c""),
-        libc::AT_EMPTY_PATH as usize | libc::AT_RECURSIVE as usize,
-        &attr as *const MountAttr as usize,
-        size_of::<MountAttr>()
-    )
-    .map(drop)
-}
-
 /// Binds the tree at descriptor `source` onto descriptor `target` and adds `attrs` to every
 /// mount of the copy, without resolving a path again: `open_tree(OPEN_TREE_CLONE |
 /// AT_RECURSIVE)`, `mount_setattr` on the detached copy, `move_mount` onto the target.
 pub fn bind_fd(source: i32, target: i32, attrs: u64) -> Result<(), Errno> {
-    attach_copy(source, target, attrs, true)
+    attach_copy(source, target, attrs, true, 0)
+}
+
+/// [`bind_fd`], with private propagation on every mount of the copy (a bind made outside
+/// the jail, into a prepared tree, that nothing mounted on the host's side may reach).
+pub fn bind_fd_private(source: i32, target: i32, attrs: u64) -> Result<(), Errno> {
+    attach_copy(source, target, attrs, true, libc::MS_PRIVATE)
 }
 
 /// Clones the tree at descriptor `source` with all its mounts (each keeps its attributes)
 /// onto descriptor `target`, adding `attrs` to the copy's top mount only.
 pub fn clone_tree_fd(source: i32, target: i32, attrs: u64) -> Result<(), Errno> {
-    attach_copy(source, target, attrs, false)
+    attach_copy(source, target, attrs, false, 0)
 }
 
-/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` of `source`, `mount_setattr` (on every
-/// mount of the copy, or on its top) and `move_mount` onto `target`.
-fn attach_copy(source: i32, target: i32, attrs: u64, attrs_recursive: bool) -> Result<(), Errno> {
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` of `source`, `mount_setattr` (`attrs` on
+/// every mount of the copy, or on its top; `propagation` unless 0) and `move_mount` onto
+/// `target`.
+fn attach_copy(source: i32, target: i32, attrs: u64, attrs_recursive: bool, propagation: u64) -> Result<(), Errno> {
     const OPEN_TREE_CLONE: usize = 1;
     const MOVE_MOUNT_F_EMPTY_PATH: usize = 0x04;
     const MOVE_MOUNT_T_EMPTY_PATH: usize = 0x40;
     let empty = c"";
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as usize | libc::AT_EMPTY_PATH as usize | libc::AT_RECURSIVE as usize;
     let tree = sys!(libc::SYS_open_tree, source as usize, ptr(empty), flags)? as i32;
-    let attr = MountAttr { attr_set: attrs, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr { attr_set: attrs, attr_clr: 0, propagation, userns_fd: 0 };
     let recursive = if attrs_recursive { libc::AT_RECURSIVE as usize } else { 0 };
     let set = sys!(
         libc::SYS_mount_setattr,
