@@ -338,16 +338,22 @@ impl Cgroups {
 
     /// A call cgroup with these limits, from the pool or new.
     pub fn take(&self, memory_bytes: u64, pids: u64) -> io::Result<CallCgroup> {
-        let pooled = self.free.lock().ok().and_then(|mut free| free.pop());
-        let mut cgroup = match pooled {
-            Some(cgroup) => cgroup,
-            None => self.create()?,
-        };
+        let mut cgroup = self.reserve()?;
         if let Err(e) = cgroup.prepare(memory_bytes, pids) {
             cgroup.remove();
             return Err(e);
         }
         Ok(cgroup)
+    }
+
+    /// A call cgroup from the pool or new, for a jail cloned ahead of its call: its limits
+    /// are written by [`CallCgroup::prepare`] when the call comes.
+    pub fn reserve(&self) -> io::Result<CallCgroup> {
+        let pooled = self.free.lock().ok().and_then(|mut free| free.pop());
+        match pooled {
+            Some(cgroup) => Ok(cgroup),
+            None => self.create(),
+        }
     }
 
     /// Returns an empty call cgroup to the pool (or removes it when the pool is full).
@@ -395,9 +401,13 @@ fn detect_v2() -> Option<PathBuf> {
 }
 
 impl CallCgroup {
-    /// Writes the limits (only those that changed) and resets or reads the counters.
-    fn prepare(&mut self, memory_bytes: u64, pids: u64) -> io::Result<()> {
+    /// Writes the limits (only those that changed) and resets or reads the counters. On
+    /// failure the cgroup must not be used (give it back: it is removed or rewritten).
+    pub fn prepare(&mut self, memory_bytes: u64, pids: u64) -> io::Result<()> {
         if self.current != Some((memory_bytes, pids)) {
+            // Unknown until every write below succeeded: a failure makes the next call
+            // rewrite them all.
+            let old = self.current.take();
             let memory = memory_bytes.to_string();
             if self.v2 {
                 write_value(&mut self.memory_max, &memory)?;
@@ -407,7 +417,7 @@ impl CallCgroup {
             } else {
                 // memsw (memory + swap) must stay >= memory: lower memory first, raise
                 // memsw first.
-                let lowering = self.current.is_none_or(|(old, _)| memory_bytes < old);
+                let lowering = old.is_none_or(|(old, _)| memory_bytes < old);
                 if lowering || self.swap_max.is_none() {
                     write_value(&mut self.memory_max, &memory)?;
                 }

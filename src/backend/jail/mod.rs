@@ -12,16 +12,17 @@
 //! other process of the call; a call whose future is dropped kills and reaps its process
 //! before its memory goes.
 //!
-//! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `landlock`,
-//! `cgroup`, `netns` (network namespaces made ahead), `prepared` (the /etc and /dev trees
-//! built once), `seccomp` (profiles compiled to BPF), `sys` (raw system calls for the
-//! child).
+//! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `ready` (jails
+//! cloned ahead of their calls), `landlock`, `cgroup`, `netns` (network namespaces made
+//! ahead), `prepared` (the /etc and /dev trees built once), `seccomp` (profiles compiled to
+//! BPF), `sys` (raw system calls for the child).
 
 mod cgroup;
 mod landlock;
 mod netns;
 pub mod plan;
 mod prepared;
+mod ready;
 pub mod seccomp;
 mod spawn;
 mod sys;
@@ -46,12 +47,12 @@ use crate::{
     outcome::{CapturedOutput, Limit, Usage},
     policy::{Grant, Layer, Program, SeccompGrant},
 };
-use cgroup::{AfterJob, CallCgroup, CgroupUsage, Cgroups};
-use netns::NetnsPool;
+use cgroup::{CallCgroup, CgroupUsage, Cgroups};
 use plan::{HostLayout, PlanError, Prepared};
 use prepared::PreparedTree;
+use ready::{Cloner, Cloning, ReadyJail, ReadyPool, Running};
 use seccomp::{CompiledSeccomp, SeccompProfile};
-use spawn::{CStringArray, ChildArgs, ChildFds, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, SpawnError, Step};
+use spawn::{CStringArray, Call, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step, Waiting};
 
 /// How often the CPU time of the whole tree is checked against the limit (rlimits bound
 /// each process; this bounds a tree that forks to spread its work).
@@ -60,9 +61,13 @@ const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long the host layout (the copied /etc files) is trusted before it is read again.
 const LAYOUT_TTL: Duration = Duration::from_secs(5);
 
-/// How many child stacks are kept for reuse (one per call in flight is enough).
-const SPARE_STACKS: usize = 4;
+/// How many jails are kept cloned ahead of their calls (see `ready`). Each holds its
+/// namespaces, a call cgroup and a stack while it waits; two cover back-to-back calls while
+/// the filler clones the next.
+const READY_JAILS: usize = 2;
 
+pub static TMP_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static TMP_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Why a call could not run in the jail (the call is denied with this reason).
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
@@ -193,20 +198,26 @@ struct FileIdentity {
 pub struct JailBackend {
     host: RwLock<Host>,
     landlock: Option<ABI>,
-    cgroups: Result<Cgroups, String>,
+    cgroups: Result<Arc<Cgroups>, String>,
     cgroup_namespace: bool,
-    /// Network namespaces made ahead (`Err`: why there is no pool; calls then clone with
-    /// `CLONE_NEWNET`).
-    /// Started by the first jailed call: a runtime that never jails makes no namespace.
-    netns: OnceLock<Result<NetnsPool, String>>,
+    /// What clones jails (with the pool of network namespaces) and the pool of jails cloned
+    /// ahead, started by the first jailed call: a runtime that never jails makes none.
+    started: OnceLock<Started>,
+    /// How many jails the pool keeps ready (0: every call clones its own).
+    ready_jails: usize,
     uid: u32,
     gid: u32,
     verified: Mutex<HashMap<PathBuf, (FileIdentity, String)>>,
     /// Compiled profiles by (file, sha256): compiled once, cheap to clone.
     seccomp: Mutex<HashMap<(PathBuf, String), CompiledSeccomp>>,
-    /// Stacks of reaped children, reused (a fresh one is a mapping, a guard page and the
-    /// page faults of its first use).
-    stacks: Mutex<Vec<ChildStack>>,
+}
+
+/// What the first jailed call starts.
+#[derive(Debug)]
+struct Started {
+    /// Dropped first: its filler clones through `cloner`.
+    ready: Option<ReadyPool>,
+    cloner: Arc<Cloner>,
 }
 
 impl std::fmt::Debug for JailBackend {
@@ -215,7 +226,8 @@ impl std::fmt::Debug for JailBackend {
             .field("landlock", &self.landlock)
             .field("cgroups", &self.cgroups.as_ref().map(|c| c.version()))
             .field("cgroup_namespace", &self.cgroup_namespace)
-            .field("netns_pool", &self.netns.get().map(|pool| pool.as_ref().map(drop)))
+            .field("netns_pool", &self.started.get().map(|started| started.cloner.netns.as_ref().map(drop)))
+            .field("ready_jails", &self.ready_jails)
             .finish()
     }
 }
@@ -230,15 +242,21 @@ impl JailBackend {
         JailBackend {
             host: RwLock::new(Host::probe(None)),
             landlock: landlock::probe_abi(),
-            cgroups: Cgroups::detect(),
+            cgroups: Cgroups::detect().map(Arc::new),
             cgroup_namespace: Path::new("/proc/self/ns/cgroup").exists(),
-            netns: OnceLock::new(),
+            started: OnceLock::new(),
+            ready_jails: READY_JAILS,
             uid,
             gid,
             verified: Mutex::new(HashMap::new()),
             seccomp: Mutex::new(HashMap::new()),
-            stacks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps `count` jails cloned ahead of their calls (0: each call clones its own jail,
+    /// as the first call always does). Takes effect only before the first jailed call.
+    pub fn set_ready_jails(&mut self, count: usize) {
+        self.ready_jails = count;
     }
 
     /// The compiled form of a seccomp profile: from the cache, or loaded, checked against
@@ -276,12 +294,20 @@ impl JailBackend {
     /// Why network namespaces are not made ahead, if they are not (each call then makes
     /// its own: the same isolation, half a millisecond slower).
     pub fn netns_pool_unavailable(&self) -> Option<&str> {
-        self.netns_pool().as_ref().err().map(String::as_str)
+        self.started().cloner.netns.as_ref().err().map(String::as_str)
     }
 
-    /// The pool of network namespaces, started on first use.
-    fn netns_pool(&self) -> &Result<NetnsPool, String> {
-        self.netns.get_or_init(NetnsPool::start)
+    /// The cloner and the pool of ready jails, started on first use.
+    fn started(&self) -> &Started {
+        self.started.get_or_init(|| {
+            let cloner = Arc::new(Cloner::new(self.cgroups.as_ref().ok().cloned(), self.uid, self.gid));
+            let ready = (self.ready_jails > 0)
+                .then(|| ReadyPool::start(Arc::clone(&cloner), self.ready_jails))
+                .and_then(|started| {
+                    started.inspect_err(|e| tracing::debug!("jail: no jails cloned ahead: {e}")).ok()
+                });
+            Started { ready, cloner }
+        })
     }
 
     /// Why cgroup limits are unavailable, if they are.
@@ -376,6 +402,34 @@ impl JailBackend {
         Ok(OwnedFd::from(file))
     }
 
+    /// A jail running `call`: a ready one from the pool when there is one (its cgroup gets
+    /// the call's limits first), else one cloned now (in a call cgroup when `cgroups`).
+    fn hand_over(&self, call: Call, grant: &Grant, cgroups: bool) -> Result<Running, JailError> {
+        let started = self.started();
+        let (memory, pids) = (grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids);
+        let handed = |ready: ReadyJail| {
+            ready.into_running().ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
+        };
+        // A ready jail without the cgroup the call needs is dropped (killed) unused.
+        if let Some(mut ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(|r| r.has_cgroup() == cgroups)
+        {
+            if let Some(cgroup) = ready.cgroup_mut() {
+                cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
+            }
+            match ready.hand(&call) {
+                Ok(()) => { TMP_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); return handed(ready) },
+                // It died waiting: it never had the call, so one cloned now runs it.
+                Err(error) => tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call"),
+            }
+        }
+        TMP_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cgroup = match (&self.cgroups, cgroups) {
+            (Ok(pool), true) => Some(pool.take(memory, pids).map_err(JailError::Cgroup)?),
+            _ => None,
+        };
+        handed(started.cloner.clone_jail(cgroup, Some(call), Cloning::Caller)?)
+    }
+
     /// Runs the grant's program in the jail and reports how it ended.
     pub async fn run(&self, grant: &Grant) -> Result<JailReport, JailError> {
         let Program::Process { executable, sha256 } = &grant.program else {
@@ -416,14 +470,6 @@ impl JailBackend {
             Some(abi) => (Some(landlock::ruleset(abi, &root.landlock)?), landlock::child_rules(abi)),
             None => (None, Vec::new()),
         };
-        let mut cgroup = match (&self.cgroups, has(Layer::Cgroups)) {
-            (Ok(cgroups), true) => Some(
-                cgroups
-                    .take(grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids)
-                    .map_err(JailError::Cgroup)?,
-            ),
-            _ => None,
-        };
         let seccomp = match grant.jail.seccomp.as_ref().filter(|_| has(Layer::Seccomp)) {
             Some(profile) => {
                 let compiled = self.seccomp(profile)?;
@@ -450,107 +496,42 @@ impl JailBackend {
         let (stdin_read, stdin_write) = pipe().map_err(resource("stdin pipe"))?;
         let (stdout_read, stdout_write) = pipe().map_err(resource("stdout pipe"))?;
         let (stderr_read, stderr_write) = pipe().map_err(resource("stderr pipe"))?;
-        let (report_read, report_write) = pipe().map_err(resource("report pipe"))?;
-        let (go_read, go_write) = pipe().map_err(resource("go pipe"))?;
-        let spare = self.stacks.lock().ok().and_then(|mut stacks| stacks.pop());
-        let stack = spare.map_or_else(ChildStack::new, Ok).map_err(resource("child stack"))?;
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
-        let args = Box::new(ChildArgs::new(
-            &*plan as *const ChildPlan,
-            ChildFds {
-                stdin: stdin_read.as_raw_fd(),
-                stdout: stdout_write.as_raw_fd(),
-                stderr: stderr_write.as_raw_fd(),
-                report: report_write.as_raw_fd(),
-                go: go_read.as_raw_fd(),
-                landlock: raw(&ruleset),
-                etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
-                dev: host.dev.as_ref().map_or(-1, |dev| dev.fd()),
-                executable: raw(&exec_fd),
-            },
-        ));
+        let call = Call {
+            plan: &*plan as *const ChildPlan,
+            stdin: stdin_read.as_raw_fd(),
+            stdout: stdout_write.as_raw_fd(),
+            stderr: stderr_write.as_raw_fd(),
+            landlock: raw(&ruleset),
+            etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
+            dev: host.dev.as_ref().map_or(-1, |dev| dev.fd()),
+            executable: raw(&exec_fd),
+        };
 
         let started = Instant::now();
-        // A fresh network namespace made ahead, when there is one; the cloning thread
-        // enters it for the clone (see `netns`).
-        let mut netns = self.netns_pool().as_ref().ok().and_then(NetnsPool::take);
-        // Cloned from the thread that lives in the call's cgroup when there is one (the
-        // child is born in it), else here and moved in below. The resident also releases
-        // the child (its maps, then the go byte) right after the clone, so that the child's
-        // set-up runs while this thread wakes up from the hand-off instead of after it.
-        let (uid, gid, go_at) = (self.uid, self.gid, go_write.as_raw_fd());
-        let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
-            let (args_at, stack_at) = (&*args as *const ChildArgs as usize, &stack as *const ChildStack as usize);
-            let netns = netns.take();
-            cgroup.run_inside(move || {
-                // SAFETY: `args` and `stack` outlive this job: run_inside returns only once
-                // the job has run, and both are owned by this frame until then.
-                let (args, stack) = unsafe { (&*(args_at as *const ChildArgs), &*(stack_at as *const ChildStack)) };
-                let spawned = spawn::spawn(args, stack, netns);
-                // Born in its cgroup: once mapped it may go. `go_at` stays open until
-                // run_inside has returned.
-                let released = spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, go_at));
-                // A resident stuck in a jail's network namespace runs nothing else.
-                let after =
-                    if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
-                ((spawned, released), after)
-            })
-        });
-        let (spawned, released) = from_resident.unwrap_or_else(|| match spawn::spawn(&args, &stack, netns.take()) {
-            // This thread is the caller's: it cannot be retired.
-            Err(SpawnError::Stranded(error)) => netns::abort_stranded(&error),
-            other => (other, None),
-        });
-        let (pid, pidfd) = match spawned {
-            Ok(spawned) => spawned,
-            Err(error) => {
-                if let (Ok(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
-                    cgroups.give_back(cgroup);
-                }
-                return Err(match error {
-                    SpawnError::Clone(error) => JailError::Clone(error),
-                    SpawnError::Stranded(error) => JailError::NetnsReturn(error),
-                });
-            }
-        };
+        let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(call, grant, cgroup_memory)?;
         let mut jailed = Jailed {
             pid,
             pidfd: Some(pidfd),
             reaped: None,
-            _args: args,
+            _waiting: waiting,
             _plan: plan,
             stack: Some(stack),
             _prepared: (host.etc.clone(), host.dev.clone()),
         };
-        // The child's ends belong to the child now.
-        drop((stdin_read, stdout_write, stderr_write, report_write, go_read, ruleset, exec_fd));
-
-        // The child waits until its maps are written and it is in its cgroup (released by
-        // the resident it was born from, or here once moved in). A failure drops `jailed`,
-        // which kills the child.
-        match released {
-            Some(released) => released?,
-            None => {
-                if let Some(cgroup) = cgroup.as_mut() {
-                    cgroup.attach(pid).map_err(JailError::Attach)?;
-                }
-                release(pid, self.uid, self.gid, go_write.as_raw_fd())?;
-            }
-        }
-        drop(go_write);
+        // The child has its own copies of the call's descriptors.
+        drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd));
 
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
         let status = jailed.reaped;
         if status.is_some()
             && let Some(stack) = jailed.stack.take()
-            && let Ok(mut stacks) = self.stacks.lock()
-            && stacks.len() < SPARE_STACKS
         {
             // Reaped: the child is gone, and it used the stack only until its exec.
-            stacks.push(stack);
+            self.started().cloner.give_back_stack(stack);
         }
-        let failure = read_failure(report_read);
+        let failure = read_failure(report);
         let usage = cgroup.as_mut().and_then(|c| c.usage().ok()).unwrap_or_default();
         if let (Ok(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
             cgroups.give_back(cgroup);
@@ -594,7 +575,7 @@ struct Jailed {
     pid: i32,
     pidfd: Option<OwnedFd>,
     reaped: Option<(i32, libc::rusage)>,
-    _args: Box<ChildArgs>,
+    _waiting: Box<Waiting>,
     _plan: Box<ChildPlan>,
     /// The prepared /etc and /dev the child clones (their descriptors must stay open until
     /// then).
@@ -654,7 +635,7 @@ impl Drop for Jailed {
 
 /// A pipe, both ends close-on-exec, numbered 3 or above (so that the child's dup3 onto
 /// 0-2 never meets its own number).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -665,7 +646,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
@@ -678,25 +659,10 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
-/// Lets the child go on: writes its uid/gid maps, then the go byte to `go` (the write end
-/// of its go pipe). The child must already be in its cgroup.
-fn release(pid: i32, uid: u32, gid: u32, go: RawFd) -> Result<(), JailError> {
-    write_maps(pid, uid, gid).map_err(JailError::Maps)?;
-    loop {
-        // SAFETY: writes one byte from a local to a descriptor the caller keeps open.
-        match unsafe { libc::write(go, b"g".as_ptr().cast(), 1) } {
-            1 => return Ok(()),
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            -1 => return Err(JailError::Resource { what: "go signal", source: io::Error::last_os_error() }),
-            _ => return Err(JailError::Resource { what: "go signal", source: io::ErrorKind::WriteZero.into() }),
-        }
-    }
-}
-
 /// Maps the jail's ids to the caller's own (uid and gid inside = outside). As root the gid
 /// map may allow setgroups (the child then drops its supplementary groups); otherwise the
 /// kernel requires setgroups to be denied first.
-fn write_maps(pid: i32, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn write_maps(pid: i32, uid: u32, gid: u32) -> io::Result<()> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     std::fs::write(proc_dir.join("uid_map"), format!("{uid} {uid} 1\n"))?;
     if uid != 0 {
@@ -920,6 +886,7 @@ fn classify(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use cgroup::AfterJob;
 
     fn exited(code: i32) -> i32 {
         (code & 0xff) << 8

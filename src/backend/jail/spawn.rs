@@ -1,10 +1,12 @@
 //! The jail's ordered set-up: one `clone` with every namespace flag (the network namespace
-//! comes from the pool when it can: the cloning thread enters it for the clone), then one
-//! straight function in the child that applies the precomputed plans and execs the tool.
+//! comes from the pool when it can: the cloning thread enters it for the clone); the child
+//! then waits for its call (at once, or later from the pool of ready jails), and one
+//! straight function applies the call's precomputed plans and execs the tool.
 //!
 //! Owns: [`ChildPlan`] (everything the child needs, prepared by the parent as C strings
 //! and numbers), the child's stack, [`spawn`] (the `clone`, and the cloning thread's trip
-//! into a pooled network namespace and back), the child's set-up ([`set_up_and_exec`]) and
+//! into a pooled network namespace and back), the hand-over of a call ([`Call`], sent on
+//! the child's socket with its descriptors), the child's set-up ([`set_up_and_exec`]) and
 //! the report of a failed step ([`SetUpFailure`]).
 //! Must not: allocate, lock, log or touch libc state in the child. The child shares the
 //! parent's memory (`CLONE_VM`, like `posix_spawn`: no page tables are copied, which is
@@ -16,7 +18,7 @@
 use std::{
     ffi::{CStr, CString, c_int, c_void},
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     ptr,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -42,8 +44,9 @@ pub enum Step {
     Signals = 1,
     DeathSignal,
     Session,
+    CloseInherited,
+    Receive,
     Stdio,
-    WaitParent,
     Groups,
     CgroupNamespace,
     MountPrivate,
@@ -68,12 +71,13 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 26] = [
+    const ALL: [Step; 27] = [
         Step::Signals,
         Step::DeathSignal,
         Step::Session,
+        Step::CloseInherited,
+        Step::Receive,
         Step::Stdio,
-        Step::WaitParent,
         Step::Groups,
         Step::CgroupNamespace,
         Step::MountPrivate,
@@ -103,8 +107,9 @@ impl Step {
             Step::Signals => "reset signal handlers",
             Step::DeathSignal => "set the parent-death signal",
             Step::Session => "start a new session",
+            Step::CloseInherited => "close the descriptors inherited from airlock",
+            Step::Receive => "receive the call (its plan and descriptors)",
             Step::Stdio => "set up stdin, stdout and stderr",
-            Step::WaitParent => "wait for the uid/gid maps and the cgroup",
             Step::Groups => "drop supplementary groups",
             Step::CgroupNamespace => "enter a new cgroup namespace",
             Step::MountPrivate => "make the mount tree private",
@@ -245,32 +250,33 @@ pub struct ChildPlan {
     pub seccomp: Option<SeccompPlan>,
 }
 
-/// The child's descriptors (inherited: the child has a copy of the parent's table).
+/// The child's descriptors once it has its call (numbers in its own table).
 #[derive(Debug, Clone, Copy)]
-pub struct ChildFds {
-    pub stdin: i32,
-    pub stdout: i32,
-    pub stderr: i32,
-    /// Write end of the report pipe (close-on-exec).
-    pub report: i32,
-    /// Read end of the go pipe: the parent writes one byte once maps and cgroup are set.
-    pub go: i32,
+struct ChildFds {
+    stdin: i32,
+    stdout: i32,
+    stderr: i32,
     /// The Landlock ruleset, or -1.
-    pub landlock: i32,
+    landlock: i32,
     /// The prepared /etc (a detached tmpfs), or -1.
-    pub etc: i32,
+    etc: i32,
     /// The prepared /dev (a detached tmpfs), or -1.
-    pub dev: i32,
+    dev: i32,
     /// The pinned executable, or -1.
-    pub executable: i32,
+    executable: i32,
 }
 
-/// What [`child_main`] gets: pointers stay valid until the parent has reaped the child
-/// (see `Jailed` in the backend, which owns both and kills and reaps on drop).
+/// What a cloned child starts from, until its call arrives: the two descriptors it keeps of
+/// the parent's table, and whether its network namespace is its own. The owner of the child
+/// keeps it alive until the child is reaped (the child reads it through `clone`'s argument).
 #[derive(Debug)]
-pub struct ChildArgs {
-    pub plan: *const ChildPlan,
-    pub fds: ChildFds,
+pub struct Waiting {
+    /// The child's end of its call socket (`SOCK_SEQPACKET`, close-on-exec): the parent
+    /// sends the [`Call`] on it.
+    pub socket: i32,
+    /// Write end of the report pipe (close-on-exec): a failed step is written here, and a
+    /// successful exec closes it.
+    pub report: i32,
     /// Written by [`spawn`] just before the clone: true when the clone makes the child's
     /// network namespace (its loopback is down: the child brings it up), false when the
     /// child inherits a pooled one (loopback already up, and the child has no capability
@@ -278,12 +284,142 @@ pub struct ChildArgs {
     pub own_netns: AtomicBool,
 }
 
-impl ChildArgs {
-    /// The child's arguments; whether it gets a network namespace of its own is decided
-    /// by [`spawn`].
-    pub fn new(plan: *const ChildPlan, fds: ChildFds) -> ChildArgs {
-        ChildArgs { plan, fds, own_netns: AtomicBool::new(true) }
+impl Waiting {
+    /// A child that will keep `socket` and `report`.
+    pub fn new(socket: i32, report: i32) -> Waiting {
+        Waiting { socket, report, own_netns: AtomicBool::new(true) }
     }
+}
+
+// SAFETY: Waiting is descriptor numbers and an atomic; the child only reads it.
+unsafe impl Send for Waiting {}
+// SAFETY: see Send.
+unsafe impl Sync for Waiting {}
+
+/// A call as handed to a waiting child: where its plan is (the child shares the parent's
+/// memory) and its descriptors, which travel with the message (`SCM_RIGHTS`): the child's
+/// descriptor table is its own, copied when it was cloned, perhaps long before the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    /// Kept alive by the parent until the child is reaped.
+    pub plan: *const ChildPlan,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    /// The Landlock ruleset, or -1.
+    pub landlock: RawFd,
+    /// The prepared /etc, or -1.
+    pub etc: RawFd,
+    /// The prepared /dev, or -1.
+    pub dev: RawFd,
+    /// The pinned executable, or -1.
+    pub executable: RawFd,
+}
+
+// SAFETY: the plan pointer is only dereferenced by the child, and the parent keeps the
+// plan alive and unchanged until the child is reaped; the rest are numbers.
+unsafe impl Send for Call {}
+
+/// The bytes of a call message: the plan's address, then one bit per descriptor sent.
+const CALL_BYTES: usize = 9;
+
+impl Call {
+    /// The call's descriptors in the order they travel (absent ones are -1).
+    fn descriptors(&self) -> [RawFd; 7] {
+        [self.stdin, self.stdout, self.stderr, self.landlock, self.etc, self.dev, self.executable]
+    }
+
+    /// Sends the call on `socket` (the parent's end of a waiting child's socket). Fails when
+    /// the child is gone (`EPIPE`, `ECONNRESET`): it never received it.
+    pub fn send(&self, socket: RawFd) -> io::Result<()> {
+        let descriptors = self.descriptors();
+        let mut data = [0u8; CALL_BYTES];
+        data[..8].copy_from_slice(&(self.plan as usize as u64).to_ne_bytes());
+        let mut sent: Vec<RawFd> = Vec::with_capacity(descriptors.len());
+        for (bit, fd) in descriptors.iter().enumerate() {
+            if *fd >= 0 {
+                data[8] |= 1 << bit;
+                sent.push(*fd);
+            }
+        }
+        let payload = std::mem::size_of_val(sent.as_slice());
+        // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic on a length.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(payload as u32) as usize, libc::CMSG_LEN(payload as u32)) };
+        let mut control = vec![0u64; space.div_ceil(8)];
+        let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+        // SAFETY: msghdr is plain data; every pointer set below points into this frame or
+        // into `control`, which outlives the sendmsg.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = space;
+        // SAFETY: the control buffer holds one header of `len` bytes (CMSG_SPACE >= CMSG_LEN),
+        // whose data is the array of descriptors copied in.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&message);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = len as _;
+            ptr::copy_nonoverlapping(sent.as_ptr(), libc::CMSG_DATA(header).cast::<RawFd>(), sent.len());
+        }
+        loop {
+            // SAFETY: sends the message built above; MSG_NOSIGNAL: a gone child is an error,
+            // not a SIGPIPE.
+            let ret = unsafe { libc::sendmsg(socket, &message, libc::MSG_NOSIGNAL) };
+            if ret == CALL_BYTES as isize {
+                return Ok(());
+            }
+            let error = if ret < 0 { io::Error::last_os_error() } else { io::ErrorKind::WriteZero.into() };
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// The child's side of [`Call::send`]: blocks until the call comes, and returns its plan
+/// and the descriptors as numbered in the child's table (stdio's numbered 3 or above).
+fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailure> {
+    let fail = |errno| SetUpFailure::new(Step::Receive, 0, errno);
+    let mut data = [0u8; CALL_BYTES + 1];
+    let mut fds = [-1; 8];
+    let (len, count) = loop {
+        match sys::receive_with_fds(waiting.socket, &mut data, &mut fds) {
+            Err(libc::EINTR) => {}
+            Err(errno) => return Err(fail(errno)),
+            Ok(received) => break received,
+        }
+    };
+    match len {
+        // The parent dropped the child without a call.
+        0 => return Err(fail(libc::EPIPE)),
+        CALL_BYTES => {}
+        _ => return Err(fail(libc::EPROTO)),
+    }
+    let mut address = [0u8; 8];
+    address.copy_from_slice(&data[..8]);
+    let plan = u64::from_ne_bytes(address) as usize as *const ChildPlan;
+    let mut slots = [-1; 7];
+    let mut next = 0;
+    for (bit, slot) in slots.iter_mut().enumerate() {
+        if data[8] & (1 << bit) != 0 {
+            *slot = *fds.get(next).filter(|_| next < count).ok_or_else(|| fail(libc::EPROTO))?;
+            next += 1;
+        }
+    }
+    if next != count || slots[..3].contains(&-1) {
+        return Err(fail(libc::EPROTO));
+    }
+    // Where the parent's stdio was closed, a received descriptor may be numbered 0-2: move
+    // it above them, so that putting stdio in place never overwrites another.
+    for slot in &mut slots {
+        if (0..3).contains(slot) {
+            *slot = sys::dup_at_least(*slot, 3).map_err(fail)?;
+        }
+    }
+    let [stdin, stdout, stderr, landlock, etc, dev, executable] = slots;
+    Ok((plan, ChildFds { stdin, stdout, stderr, landlock, etc, dev, executable }))
 }
 
 /// Why [`spawn`] failed.
@@ -296,12 +432,6 @@ pub enum SpawnError {
     /// anything else (its signals stay blocked): the caller retires it, or ends the process.
     Stranded(io::Error),
 }
-
-// SAFETY: ChildArgs is only a bundle of a pointer to an immutable plan and descriptor
-// numbers; it is read by the child and dropped by the parent after the child is reaped.
-unsafe impl Send for ChildArgs {}
-// SAFETY: see Send.
-unsafe impl Sync for ChildArgs {}
 
 /// The child's stack: an anonymous mapping with a guard page at its low end.
 #[derive(Debug)]
@@ -366,7 +496,7 @@ impl Drop for ChildStack {
 /// pooled namespace's descriptor is closed before returning: the jail holds the only
 /// reference. When the thread cannot enter it, the clone makes a new namespace as without
 /// one; when it cannot go back, see [`SpawnError::Stranded`].
-pub fn spawn(args: &ChildArgs, stack: &ChildStack, netns: Option<PooledNetns>) -> Result<(i32, OwnedFd), SpawnError> {
+pub fn spawn(waiting: &Waiting, stack: &ChildStack, netns: Option<PooledNetns>) -> Result<(i32, OwnedFd), SpawnError> {
     let mut flags = libc::CLONE_VM
         | libc::CLONE_PIDFD
         | libc::CLONE_NEWUSER
@@ -389,14 +519,14 @@ pub fn spawn(args: &ChildArgs, stack: &ChildStack, netns: Option<PooledNetns>) -
         flags |= libc::CLONE_NEWNET;
     }
     // The child reads it after the clone, which orders this write before its start.
-    args.own_netns.store(pooled.is_none(), Ordering::SeqCst);
+    waiting.own_netns.store(pooled.is_none(), Ordering::SeqCst);
     let mut pidfd: c_int = -1;
     // SAFETY: child_main is an extern "C" fn that never returns into Rust code of the
-    // parent; the stack is a live mapping whose top is passed; `args` (and the plan it
-    // points to) outlive the child's use of them (the caller keeps them until it has
-    // reaped the child). CLONE_PIDFD stores the pidfd through the parent_tid argument.
+    // parent; the stack is a live mapping whose top is passed; `waiting` outlives the
+    // child's use of it (the caller keeps it until it has reaped the child). CLONE_PIDFD
+    // stores the pidfd through the parent_tid argument.
     let pid = unsafe {
-        libc::clone(child_main, stack.top(), flags, args as *const ChildArgs as *mut c_void, &mut pidfd as *mut c_int)
+        libc::clone(child_main, stack.top(), flags, waiting as *const Waiting as *mut c_void, &mut pidfd as *mut c_int)
     };
     let error = io::Error::last_os_error();
     // SAFETY: with CLONE_PIDFD the kernel returned a new descriptor that only we own.
@@ -418,9 +548,9 @@ pub fn spawn(args: &ChildArgs, stack: &ChildStack, netns: Option<PooledNetns>) -
     }
 }
 
-/// Kills a child that must not run (it waits for the parent's go) and reaps it, so that
-/// its stack and plan can be freed.
-fn kill_and_reap(pid: i32, pidfd: &OwnedFd) {
+/// Kills a child that must not run (it waits for its call) and reaps it, so that its stack
+/// can be freed.
+pub fn kill_and_reap(pid: i32, pidfd: &OwnedFd) {
     // SAFETY: pidfd_send_signal on our own pidfd with a NULL info; wait4 on our own child
     // with a local status and no rusage.
     unsafe {
@@ -433,45 +563,78 @@ fn kill_and_reap(pid: i32, pidfd: &OwnedFd) {
 }
 
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the &ChildArgs given to clone in spawn(), and the plan it points to
-    // is kept alive by the parent until this process is reaped.
-    let args = unsafe { &*(arg as *const ChildArgs) };
-    // SAFETY: as above.
-    let plan = unsafe { &*args.plan };
-    let own_netns = args.own_netns.load(Ordering::SeqCst);
-    let failure = set_up_and_exec(plan, &args.fds, own_netns);
-    let _ = sys::write_all(args.fds.report, &failure.encode());
+    // SAFETY: `arg` is the &Waiting given to clone in spawn(), kept alive by the parent
+    // until this process is reaped.
+    let waiting = unsafe { &*(arg as *const Waiting) };
+    let failure = match wait_for_call(waiting) {
+        // SAFETY: the plan's address came from the parent on a socket only it holds the
+        // other end of; the parent keeps the plan alive until this process is reaped.
+        Ok((plan, fds)) => set_up_and_exec(unsafe { &*plan }, &fds, waiting.own_netns.load(Ordering::SeqCst)),
+        Err(failure) => failure,
+    };
+    let _ = sys::write_all(waiting.report, &failure.encode());
     sys::exit_group(127)
 }
 
-/// The privileged set-up, in order; returns only if a step failed.
+/// What a child does before its call: it may wait long (a ready jail waits in the pool).
 ///
-/// Why this order:
 /// 1. Signal handlers first: until they are reset, a signal would run the parent's
 ///    handler on this stack, in the parent's memory.
 /// 2. Parent-death signal and a new session, so that nothing outlives airlock and no
-///    terminal is reachable; then stdio, while the pipes are still the parent's numbers.
-/// 3. Wait for the parent: our uid/gid maps must be written before we create any file,
-///    and we must be in the call's cgroup before we enter a cgroup namespace (its root is
-///    the cgroup we are in) and before the tool can allocate anything.
-/// 4. Mounts while we still hold every capability of our user namespace: private
+///    terminal is reachable.
+/// 3. Every inherited descriptor but stdio, the socket and the report pipe is closed: a
+///    waiting child must not keep the parent's files open (a client's connection that
+///    the service closed would stay open in it).
+/// 4. Wait for the call. The parent sends it once our uid/gid maps are written (before we
+///    create any file) and we are in the call's cgroup (before we enter a cgroup
+///    namespace, whose root is the cgroup we are in, and before the tool can allocate
+///    anything).
+fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailure> {
+    let fail = |step, errno| SetUpFailure::new(step, 0, errno);
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            let _ = sys::default_signal(signal);
+        }
+    }
+    sys::unblock_signals().map_err(|errno| fail(Step::Signals, errno))?;
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as usize, 0, 0, 0).map_err(|e| fail(Step::DeathSignal, e))?;
+    sys::setsid().map_err(|errno| fail(Step::Session, errno))?;
+    let (low, high) = (waiting.socket.min(waiting.report), waiting.socket.max(waiting.report));
+    let close = |first: i32, last: i32| {
+        if first <= last { sys::close_range(first as u32, last as u32) } else { Ok(()) }
+    };
+    close(3, low - 1)
+        .and_then(|()| close(low + 1, high - 1))
+        .and_then(|()| sys::close_range(high as u32 + 1, u32::MAX))
+        .map_err(|errno| fail(Step::CloseInherited, errno))?;
+    receive(waiting)
+}
+
+/// The privileged set-up of a child that has its call, in order; returns only if a step
+/// failed.
+///
+/// Why this order:
+/// 1. Stdio from the call's pipes (the signals, session and descriptors were dealt with
+///    while waiting: [`wait_for_call`]).
+/// 2. Supplementary groups, a cgroup namespace (we are in the call's cgroup).
+/// 3. Mounts while we still hold every capability of our user namespace: private
 ///    propagation, the minimal root (staging tmpfs, binds, protected paths last, /proc
 ///    while the host's /proc is still visible), seal the root read-only, `pivot_root`,
 ///    detach the host's root. Then the working directory.
-/// 5. Host name and loopback need CAP_SYS_ADMIN / CAP_NET_ADMIN in our namespaces.
+/// 4. Host name and loopback need CAP_SYS_ADMIN / CAP_NET_ADMIN in our namespaces.
 ///    Loopback only when the clone made our network namespace: a pooled one (`own_netns`
 ///    false) has it up already, and is owned by airlock's user namespace, where we have no
 ///    capability (so neither we nor the tool can reconfigure it).
-/// 6. no_new_privs, then Landlock (which needs it for an unprivileged process, and
+/// 5. no_new_privs, then Landlock (which needs it for an unprivileged process, and
 ///    forbids mounts: it comes after the last mount).
-/// 7. rlimits, after the last descriptor the set-up opens (a parent holding every
-///    descriptor below `open_files` would otherwise make that open fail); lowering needs
-///    no capability, and CPU time spent after this counts.
-/// 8. Capabilities: the bounding set first (dropping needs CAP_SETPCAP), ambient,
+/// 6. rlimits, after the last descriptor the set-up opens (a low `open_files` would
+///    otherwise make that open fail); lowering needs no capability, and CPU time spent
+///    after this counts.
+/// 7. Capabilities: the bounding set first (dropping needs CAP_SETPCAP), ambient,
 ///    securebits (so that exec as uid 0 gains nothing), then the sets themselves.
-/// 9. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
-/// 10. seccomp last: it constrains only the exec and the tool, never our set-up.
-/// 11. exec.
+/// 8. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
+/// 9. seccomp last: it constrains only the exec and the tool, never our set-up.
+/// 10. exec.
 fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFailure {
     macro_rules! step {
         ($step:expr, $index:expr, $call:expr) => {
@@ -481,31 +644,12 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         };
     }
 
-    // 1. Signals.
-    for signal in 1..=64 {
-        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            let _ = sys::default_signal(signal);
-        }
-    }
-    step!(Step::Signals, 0, sys::unblock_signals());
-
-    // 2. Die with the parent; no controlling terminal; stdio.
-    step!(Step::DeathSignal, 0, sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as usize, 0, 0, 0));
-    step!(Step::Session, 0, sys::setsid());
+    // 1. Stdio.
     step!(Step::Stdio, 0, sys::dup3(fds.stdin, 0));
     step!(Step::Stdio, 1, sys::dup3(fds.stdout, 1));
     step!(Step::Stdio, 2, sys::dup3(fds.stderr, 2));
 
-    // 3. Wait for the parent's go.
-    let mut go = [0u8; 1];
-    loop {
-        match sys::read(fds.go, &mut go) {
-            Ok(1) => break,
-            Ok(_) => return SetUpFailure::new(Step::WaitParent, 0, libc::EPIPE),
-            Err(libc::EINTR) => {}
-            Err(errno) => return SetUpFailure::new(Step::WaitParent, 0, errno),
-        }
-    }
+    // 2. Groups, cgroup namespace.
     if plan.clear_groups {
         step!(Step::Groups, 0, sys::clear_groups());
     }
@@ -513,7 +657,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::CgroupNamespace, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }
 
-    // 4. The minimal root.
+    // 3. The minimal root.
     step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
     for (index, op) in plan.root.ops.iter().enumerate() {
         step!(Step::Mount, index, apply(op, fds));
@@ -524,13 +668,13 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
     step!(Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
     step!(Step::WorkingDir, 0, sys::chdir(&plan.root.cwd));
 
-    // 5. Host name, loopback (when the namespace is our own).
+    // 4. Host name, loopback (when the namespace is our own).
     step!(Step::Hostname, 0, sys::sethostname(HOSTNAME));
     if own_netns {
         step!(Step::Loopback, 0, sys::loopback_up());
     }
 
-    // 6. no_new_privs, Landlock.
+    // 5. no_new_privs, Landlock.
     step!(Step::NoNewPrivs, 0, sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     if fds.landlock >= 0 {
         for (index, (path, rights)) in plan.landlock_rules.iter().enumerate() {
@@ -539,16 +683,14 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::LandlockRestrict, 0, sys::landlock_restrict_self(fds.landlock));
     }
 
-    // 7. rlimits, after the last step that opens a descriptor: the child has a copy of
-    // the parent's descriptor table, and a parent holding every descriptor below the
-    // tool's `open_files` (a busy service) would make a later open fail with EMFILE. Each
-    // limit only lowers (plan::rlimits keeps it within the hard limit), which needs no
-    // capability.
+    // 6. rlimits, after the last step that opens a descriptor (a low `open_files` must not
+    // fail the set-up with EMFILE). Each limit only lowers (plan::rlimits keeps it within
+    // the hard limit), which needs no capability.
     for (index, (resource, value)) in plan.rlimits.iter().enumerate() {
         step!(Step::Rlimit, index, sys::setrlimit(*resource, *value, *value));
     }
 
-    // 8. Capabilities.
+    // 7. Capabilities.
     for capability in 0..64usize {
         match sys::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) {
             Ok(_) => {}
@@ -572,17 +714,17 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
     step!(Step::SecureBits, 0, sys::prctl(libc::PR_SET_SECUREBITS, securebits as usize, 0, 0, 0));
     step!(Step::Capabilities, 0, sys::capset_none());
 
-    // 9. Descriptors.
+    // 8. Descriptors.
     step!(Step::CloseFds, 0, sys::cloexec_from(3));
 
-    // 10. seccomp, for every thread (TSYNC; this process has one).
+    // 9. seccomp, for every thread (TSYNC; this process has one).
     if let Some(seccomp) = &plan.seccomp {
         for (index, program) in seccomp.programs.iter().enumerate() {
             step!(Step::Seccomp, index, sys::seccomp_filter(seccomp.flags, program));
         }
     }
 
-    // 11. exec.
+    // 10. exec.
     let errno = if fds.executable >= 0 {
         sys::execveat_fd(fds.executable, plan.argv.as_ptr(), plan.envp.as_ptr())
     } else {

@@ -99,11 +99,6 @@ fn opt_ptr(text: Option<&CStr>) -> usize {
     text.map_or(0, ptr)
 }
 
-/// `read(2)` into `buf`.
-pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
-    sys!(libc::SYS_read, fd as usize, buf.as_mut_ptr() as usize, buf.len())
-}
-
 /// `write(2)` from `buf`.
 pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
     sys!(libc::SYS_write, fd as usize, buf.as_ptr() as usize, buf.len())
@@ -384,6 +379,63 @@ pub fn seccomp_filter(flags: u64, program: &libc::sock_fprog) -> Result<(), Errn
 /// closed by the next successful `execve`.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     sys!(libc::SYS_close_range, first as usize, u32::MAX as usize, libc::CLOSE_RANGE_CLOEXEC as usize).map(drop)
+}
+
+/// `close_range(first, last, 0)`: closes every descriptor from `first` to `last`.
+pub fn close_range(first: u32, last: u32) -> Result<(), Errno> {
+    sys!(libc::SYS_close_range, first as usize, last as usize, 0).map(drop)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, lowest)`: a close-on-exec copy of `fd` numbered `lowest` or
+/// above.
+pub fn dup_at_least(fd: i32, lowest: i32) -> Result<i32, Errno> {
+    sys!(libc::SYS_fcntl, fd as usize, libc::F_DUPFD_CLOEXEC as usize, lowest as usize).map(|fd| fd as i32)
+}
+
+/// Receives one message from `socket` into `data`, with the descriptors it carries put in
+/// `fds` (close-on-exec). Returns the bytes and descriptors received; a message whose
+/// descriptors did not fit is an error (`EMSGSIZE`: they were closed by the kernel).
+pub fn receive_with_fds(socket: i32, data: &mut [u8], fds: &mut [i32; 8]) -> Result<(usize, usize), Errno> {
+    // Room for a control message of 8 descriptors: a header of 16 bytes and 32 bytes.
+    let mut control = [0u64; 6];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: msghdr is plain data; every pointer set below points into this frame.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = std::mem::size_of_val(&control);
+    let received = sys!(
+        libc::SYS_recvmsg,
+        socket as usize,
+        &mut message as *mut libc::msghdr as usize,
+        libc::MSG_CMSG_CLOEXEC as usize
+    )?;
+    if message.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
+        return Err(libc::EMSGSIZE);
+    }
+    let mut count = 0;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in, within
+    // msg_controllen; each SCM_RIGHTS payload is an array of ints.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let data = libc::CMSG_DATA(header).cast::<i32>();
+                for index in 0..bytes / 4 {
+                    let fd = data.add(index).read_unaligned();
+                    match fds.get_mut(count) {
+                        Some(slot) => *slot = fd,
+                        None => return Err(libc::EMSGSIZE),
+                    }
+                    count += 1;
+                }
+            }
+            header = libc::CMSG_NXTHDR(&message, header);
+        }
+    }
+    Ok((received, count))
 }
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 share this layout).

@@ -1,0 +1,430 @@
+//! Jails cloned ahead of their calls. Cloning a jail (its user, mount, pid, ipc and uts
+//! namespaces, the uid/gid maps, its cgroup) is a fixed cost that depends on nothing in the
+//! call; a background thread keeps a few jails cloned and waiting, and a call hands one its
+//! plan and descriptors ([`spawn::Call`]) instead of cloning. A call that finds none clones
+//! one itself, through the same code, and hands it the call at once.
+//!
+//! Owns: [`Cloner`] (what a clone needs: the cgroups, the network namespaces made ahead,
+//! the ids to map, spare stacks), [`ReadyJail`] (a cloned, mapped child waiting for its
+//! call, in its own call cgroup), [`ReadyPool`] (the waiting jails, their filler thread,
+//! and the watch on the host's mounts).
+//! Must not: hand a call to a jail whose view of the host is older than the call's. A jail's
+//! mount namespace is a copy of airlock's taken at its clone, so the pool watches
+//! `/proc/self/mountinfo` (the kernel flags it on every mount, unmount, remount and
+//! propagated mount in airlock's namespace) and drops every waiting jail when it changed:
+//! the call then sees what a jail cloned at the call would see. Hand a jail out twice (each
+//! is taken once), or leave one behind (a dropped ready jail is killed and reaped, and its
+//! cgroup goes back).
+//!
+//! What a waiting jail holds: its namespaces, a stack, a call cgroup (limits are written
+//! when the call takes it), one pooled network namespace, and no descriptor of airlock's
+//! but its socket, its report pipe and stdio (it closed the rest right after the clone).
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use super::{
+    JailError,
+    cgroup::{AfterJob, CallCgroup, Cgroups},
+    netns::{self, NetnsPool},
+    above_stdio, pipe,
+    spawn::{self, Call, ChildStack, SpawnError, Waiting},
+    write_maps,
+};
+
+/// How many child stacks are kept for reuse (one per call in flight is enough).
+const SPARE_STACKS: usize = 4;
+
+/// How long the filler waits after it failed to clone a jail before it tries again, so
+/// that a lasting failure costs no CPU.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Whose thread clones a jail when its cgroup has no resident thread to do it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloning {
+    /// The caller's: a thread stranded in a jail's network namespace ends the process.
+    Caller,
+    /// The pool's filler: a stranded filler stops (its thread is never used again).
+    Filler,
+}
+
+/// What clones a jail: shared by the calls and the pool's filler.
+#[derive(Debug)]
+pub struct Cloner {
+    pub cgroups: Option<Arc<Cgroups>>,
+    /// Network namespaces made ahead (`Err`: why there is no pool; jails then clone with
+    /// `CLONE_NEWNET`).
+    pub netns: Result<NetnsPool, String>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Stacks of reaped children, reused (a fresh one is a mapping, a guard page and the
+    /// page faults of its first use).
+    stacks: Mutex<Vec<ChildStack>>,
+}
+
+impl Cloner {
+    /// A cloner; its network namespace pool starts now.
+    pub fn new(cgroups: Option<Arc<Cgroups>>, uid: u32, gid: u32) -> Cloner {
+        Cloner { cgroups, netns: NetnsPool::start(), uid, gid, stacks: Mutex::new(Vec::new()) }
+    }
+
+    /// Keeps a reaped child's stack for the next clone.
+    pub fn give_back_stack(&self, stack: ChildStack) {
+        if let Ok(mut stacks) = self.stacks.lock()
+            && stacks.len() < SPARE_STACKS
+        {
+            stacks.push(stack);
+        }
+    }
+
+    /// Clones a jail into `cgroup` (born in it when the cgroup has a resident thread, else
+    /// moved in), writes its uid/gid maps and, with `call`, hands it the call. On any
+    /// failure the child is killed and reaped and the cgroup goes back.
+    pub fn clone_jail(
+        &self,
+        mut cgroup: Option<CallCgroup>,
+        call: Option<Call>,
+        cloning: Cloning,
+    ) -> Result<ReadyJail, JailError> {
+        let resource = |what: &'static str| move |source| JailError::Resource { what, source };
+        let give_back = |cgroup: Option<CallCgroup>| {
+            if let (Some(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
+                cgroups.give_back(cgroup);
+            }
+        };
+        let made = (|| {
+            let (socket, child_socket) = socket_pair()?;
+            let (report, report_write) = pipe()?;
+            let spare = self.stacks.lock().ok().and_then(|mut stacks| stacks.pop());
+            let stack = spare.map_or_else(ChildStack::new, Ok)?;
+            Ok((socket, child_socket, report, report_write, stack))
+        })();
+        let (socket, child_socket, report, report_write, stack) = match made {
+            Ok(made) => made,
+            Err(error) => {
+                give_back(cgroup);
+                return Err(resource("socket, report pipe or stack")(error));
+            }
+        };
+        let waiting = Box::new(Waiting::new(child_socket.as_raw_fd(), report_write.as_raw_fd()));
+        let mut netns = self.netns.as_ref().ok().and_then(NetnsPool::take);
+
+        // Cloned from the thread that lives in the cgroup when there is one (the child is
+        // born in it), else here and moved in below. The resident also maps the child and
+        // hands it the call right after the clone, so that the child's set-up runs while
+        // this thread wakes up from the hand-off instead of after it.
+        let (uid, gid, socket_at) = (self.uid, self.gid, socket.as_raw_fd());
+        let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
+            let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &stack as *const ChildStack as usize);
+            let netns = netns.take();
+            cgroup.run_inside(move || {
+                // SAFETY: `waiting` and `stack` outlive this job: run_inside returns only once
+                // the job has run, and both are owned by this frame until then.
+                let (waiting, stack) =
+                    unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
+                let spawned = spawn::spawn(waiting, stack, netns);
+                // Born in its cgroup: once mapped it may have its call. `socket_at` stays open
+                // until run_inside has returned.
+                let released = spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, call.as_ref(), socket_at));
+                // A resident stuck in a jail's network namespace runs nothing else.
+                let after =
+                    if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
+                ((spawned, released), after)
+            })
+        });
+        let (spawned, released) = from_resident.unwrap_or_else(|| match spawn::spawn(&waiting, &stack, netns.take()) {
+            Err(SpawnError::Stranded(error)) if cloning == Cloning::Caller => netns::abort_stranded(&error),
+            other => (other, None),
+        });
+        let (pid, pidfd) = match spawned {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                give_back(cgroup);
+                return Err(match error {
+                    SpawnError::Clone(error) => JailError::Clone(error),
+                    SpawnError::Stranded(error) => JailError::NetnsReturn(error),
+                });
+            }
+        };
+        // The child's ends belong to the child now.
+        drop((child_socket, report_write));
+        let mut ready = ReadyJail {
+            pid,
+            pidfd: Some(pidfd),
+            socket,
+            report: Some(report),
+            waiting: Some(waiting),
+            stack: Some(stack),
+            cgroup,
+            cgroups: self.cgroups.clone(),
+        };
+        // A failure drops `ready`, which kills the child.
+        match released {
+            Some(released) => released?,
+            None => {
+                if let Some(cgroup) = ready.cgroup.as_mut() {
+                    cgroup.attach(pid).map_err(JailError::Attach)?;
+                }
+                release(pid, uid, gid, call.as_ref(), ready.socket.as_raw_fd())?;
+            }
+        }
+        Ok(ready)
+    }
+}
+
+/// Lets a child in its cgroup go on: writes its uid/gid maps, then hands it `call` if there
+/// is one (else it waits for one in the pool).
+fn release(pid: i32, uid: u32, gid: u32, call: Option<&Call>, socket: RawFd) -> Result<(), JailError> {
+    write_maps(pid, uid, gid).map_err(JailError::Maps)?;
+    match call {
+        Some(call) => call.send(socket).map_err(|source| JailError::Resource { what: "hand-over of the call", source }),
+        None => Ok(()),
+    }
+}
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets numbered 3 or above.
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned two new descriptors we own.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// A cloned, mapped child in its cgroup, waiting for its call. Dropped without being
+/// handed one, it is killed and reaped, and its cgroup goes back.
+#[derive(Debug)]
+pub struct ReadyJail {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    /// Airlock's end of the child's call socket.
+    socket: OwnedFd,
+    /// Read end of the child's report pipe.
+    report: Option<OwnedFd>,
+    waiting: Option<Box<Waiting>>,
+    stack: Option<ChildStack>,
+    cgroup: Option<CallCgroup>,
+    cgroups: Option<Arc<Cgroups>>,
+}
+
+/// A jail that has its call: what the call's supervision owns from then on.
+#[derive(Debug)]
+pub struct Running {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub report: OwnedFd,
+    /// Read by the child until it execs: kept until it is reaped.
+    pub waiting: Box<Waiting>,
+    pub stack: ChildStack,
+    pub cgroup: Option<CallCgroup>,
+}
+
+impl ReadyJail {
+    /// Its call cgroup (to write the call's limits before handing it the call).
+    pub fn cgroup_mut(&mut self) -> Option<&mut CallCgroup> {
+        self.cgroup.as_mut()
+    }
+
+    /// Whether it has a call cgroup.
+    pub fn has_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    /// Hands the child its call. Fails when the child is gone.
+    pub fn hand(&self, call: &Call) -> io::Result<()> {
+        call.send(self.socket.as_raw_fd())
+    }
+
+    /// The running jail, once it has its call (given with [`ReadyJail::hand`] or by
+    /// [`Cloner::clone_jail`]).
+    pub fn into_running(mut self) -> Option<Running> {
+        Some(Running {
+            pid: self.pid,
+            pidfd: self.pidfd.take()?,
+            report: self.report.take()?,
+            waiting: self.waiting.take()?,
+            stack: self.stack.take()?,
+            cgroup: self.cgroup.take(),
+        })
+    }
+}
+
+impl Drop for ReadyJail {
+    fn drop(&mut self) {
+        if let Some(pidfd) = &self.pidfd {
+            spawn::kill_and_reap(self.pid, pidfd);
+        }
+        if let (Some(cgroups), Some(cgroup)) = (&self.cgroups, self.cgroup.take()) {
+            cgroups.give_back(cgroup);
+        }
+    }
+}
+
+/// Whether airlock's mounts changed since the last look (the kernel flags
+/// `/proc/self/mountinfo` with `POLLPRI` once per change, and each poll clears the flag).
+#[derive(Debug)]
+struct MountWatch {
+    mountinfo: File,
+}
+
+impl MountWatch {
+    fn open() -> io::Result<MountWatch> {
+        Ok(MountWatch { mountinfo: File::open("/proc/self/mountinfo")? })
+    }
+
+    /// True when the mounts changed, or when that cannot be told.
+    fn changed(&self) -> bool {
+        let mut poll = libc::pollfd { fd: self.mountinfo.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
+        // SAFETY: polls one local pollfd without waiting.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready != 0 || poll.revents & (libc::POLLPRI | libc::POLLERR) != 0
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    ready: Vec<ReadyJail>,
+    /// Bumped when the mounts changed: a jail cloned before that is not put in the pool.
+    generation: u64,
+    mounts: MountWatch,
+    stop: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a jail was taken, and when the pool stops.
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.lock().ok()
+    }
+}
+
+/// A few jails cloned ahead, and the thread that clones them.
+#[derive(Debug)]
+pub struct ReadyPool {
+    shared: Arc<Shared>,
+    filler: Option<JoinHandle<()>>,
+}
+
+impl ReadyPool {
+    /// Starts a filler that keeps `size` jails ready.
+    pub fn start(cloner: Arc<Cloner>, size: usize) -> io::Result<ReadyPool> {
+        let state = State { ready: Vec::new(), generation: 0, mounts: MountWatch::open()?, stop: false };
+        let shared = Arc::new(Shared { state: Mutex::new(state), wake: Condvar::new() });
+        let filler = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new().name("airlock-jails".into()).spawn(move || fill(&shared, &cloner, size))?
+        };
+        Ok(ReadyPool { shared, filler: Some(filler) })
+    }
+
+    /// A waiting jail cloned since airlock's mounts last changed, if there is one.
+    pub fn take(&self) -> Option<ReadyJail> {
+        let (taken, stale) = {
+            let mut state = self.shared.lock()?;
+            let stale = if state.mounts.changed() {
+                state.generation += 1;
+                std::mem::take(&mut state.ready)
+            } else {
+                Vec::new()
+            };
+            (state.ready.pop(), stale)
+        };
+        self.shared.wake.notify_all();
+        // Killed and reaped outside the lock.
+        drop(stale);
+        taken
+    }
+}
+
+impl Drop for ReadyPool {
+    fn drop(&mut self) {
+        let ready = match self.shared.lock() {
+            Some(mut state) => {
+                state.stop = true;
+                std::mem::take(&mut state.ready)
+            }
+            None => Vec::new(),
+        };
+        self.shared.wake.notify_all();
+        if let Some(filler) = self.filler.take() {
+            let _ = filler.join();
+        }
+        drop(ready);
+        if let Some(mut state) = self.shared.lock() {
+            state.ready.clear();
+        }
+    }
+}
+
+/// The filler: keeps `size` jails ready until the pool stops.
+fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
+    loop {
+        let generation = {
+            let Some(mut state) = shared.lock() else { return };
+            while !state.stop && state.ready.len() >= size {
+                state = match shared.wake.wait(state) {
+                    Ok(state) => state,
+                    Err(_) => return,
+                };
+            }
+            if state.stop {
+                return;
+            }
+            state.generation
+        };
+        let cgroup = match &cloner.cgroups {
+            Some(cgroups) => match cgroups.reserve() {
+                Ok(cgroup) => Some(cgroup),
+                Err(error) => {
+                    tracing::debug!("jail: no ready jail (its cgroup: {error})");
+                    pause(shared);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        match cloner.clone_jail(cgroup, None, Cloning::Filler) {
+            Ok(jail) => {
+                let Some(mut state) = shared.lock() else { return };
+                if state.generation == generation && !state.stop {
+                    state.ready.push(jail);
+                } else {
+                    drop(state);
+                    drop(jail);
+                }
+            }
+            // This thread is in a jail's network namespace: it runs nothing more.
+            Err(JailError::NetnsReturn(error)) => {
+                tracing::warn!("jail: no more ready jails: {error}");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!("jail: no ready jail: {error}");
+                pause(shared);
+            }
+        }
+    }
+}
+
+/// Waits [`RETRY_AFTER`], or until the pool stops.
+fn pause(shared: &Shared) {
+    if let Some(state) = shared.lock()
+        && !state.stop
+    {
+        let _ = shared.wake.wait_timeout(state, RETRY_AFTER);
+    }
+}
