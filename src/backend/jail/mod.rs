@@ -66,6 +66,8 @@ const LAYOUT_TTL: Duration = Duration::from_secs(5);
 /// the filler clones the next.
 const READY_JAILS: usize = 2;
 
+pub static TMP_TS: [std::sync::atomic::AtomicU64; 8] = [const { std::sync::atomic::AtomicU64::new(0) }; 8];
+pub fn tmp_now() -> u64 { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64 }
 pub static TMP_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static TMP_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Why a call could not run in the jail (the call is denied with this reason).
@@ -407,8 +409,12 @@ impl JailBackend {
     fn hand_over(&self, call: Call, grant: &Grant, cgroups: bool) -> Result<Running, JailError> {
         let started = self.started();
         let (memory, pids) = (grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids);
-        let handed = |ready: ReadyJail| {
-            ready.into_running().ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
+        let handed = |ready: ReadyJail, started: &Started| {
+            let running = ready.into_running();
+            if let (Some(running), Some(pool)) = (&running, &started.ready) {
+                pool.handed(if std::env::var_os("TMP_EXIT").is_some() { &running.pidfd } else { &running.report });
+            }
+            running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
         };
         // A ready jail without the cgroup the call needs is dropped (killed) unused.
         if let Some(mut ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(|r| r.has_cgroup() == cgroups)
@@ -417,7 +423,7 @@ impl JailBackend {
                 cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
             }
             match ready.hand(&call) {
-                Ok(()) => { TMP_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); return handed(ready) },
+                Ok(()) => { TMP_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); return handed(ready, started) },
                 // It died waiting: it never had the call, so one cloned now runs it.
                 Err(error) => tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call"),
             }
@@ -427,7 +433,7 @@ impl JailBackend {
             (Ok(pool), true) => Some(pool.take(memory, pids).map_err(JailError::Cgroup)?),
             _ => None,
         };
-        handed(started.cloner.clone_jail(cgroup, Some(call), Cloning::Caller)?)
+        handed(started.cloner.clone_jail(cgroup, Some(call), Cloning::Caller)?, started)
     }
 
     /// Runs the grant's program in the jail and reports how it ended.
@@ -509,6 +515,7 @@ impl JailBackend {
         };
 
         let started = Instant::now();
+        TMP_TS[0].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(call, grant, cgroup_memory)?;
         let mut jailed = Jailed {
             pid,
@@ -522,8 +529,10 @@ impl JailBackend {
         // The child has its own copies of the call's descriptors.
         drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd));
 
+        TMP_TS[1].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
+        TMP_TS[5].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let status = jailed.reaped;
         if status.is_some()
             && let Some(stack) = jailed.stack.take()

@@ -45,6 +45,11 @@ const SPARE_STACKS: usize = 4;
 /// that a lasting failure costs no CPU.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long the filler waits for the last jail handed a call to exec before it clones the
+/// next anyway. A clone while a jail sets up slows that jail by more than the clone saves
+/// (both take the kernel's mount and namespace locks, and they share two cores here).
+const SETTLE_MAX: Duration = Duration::from_millis(20);
+
 /// Whose thread clones a jail when its cgroup has no resident thread to do it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cloning {
@@ -131,7 +136,8 @@ impl Cloner {
                 let spawned = spawn::spawn(waiting, stack, netns);
                 // Born in its cgroup: once mapped it may have its call. `socket_at` stays open
                 // until run_inside has returned.
-                let released = spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, call.as_ref(), socket_at));
+                let released =
+                    spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, call.as_ref(), waiting, socket_at));
                 // A resident stuck in a jail's network namespace runs nothing else.
                 let after =
                     if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
@@ -171,7 +177,8 @@ impl Cloner {
                 if let Some(cgroup) = ready.cgroup.as_mut() {
                     cgroup.attach(pid).map_err(JailError::Attach)?;
                 }
-                release(pid, uid, gid, call.as_ref(), ready.socket.as_raw_fd())?;
+                let waiting = ready.waiting.as_deref().ok_or_else(|| JailError::Wait(io::Error::other("no child")))?;
+                release(pid, uid, gid, call.as_ref(), waiting, ready.socket.as_raw_fd())?;
             }
         }
         Ok(ready)
@@ -180,10 +187,19 @@ impl Cloner {
 
 /// Lets a child in its cgroup go on: writes its uid/gid maps, then hands it `call` if there
 /// is one (else it waits for one in the pool).
-fn release(pid: i32, uid: u32, gid: u32, call: Option<&Call>, socket: RawFd) -> Result<(), JailError> {
+fn release(
+    pid: i32,
+    uid: u32,
+    gid: u32,
+    call: Option<&Call>,
+    waiting: &Waiting,
+    socket: RawFd,
+) -> Result<(), JailError> {
     write_maps(pid, uid, gid).map_err(JailError::Maps)?;
     match call {
-        Some(call) => call.send(socket).map_err(|source| JailError::Resource { what: "hand-over of the call", source }),
+        Some(call) => {
+            waiting.hand(call, socket).map_err(|source| JailError::Resource { what: "hand-over of the call", source })
+        }
         None => Ok(()),
     }
 }
@@ -241,7 +257,8 @@ impl ReadyJail {
 
     /// Hands the child its call. Fails when the child is gone.
     pub fn hand(&self, call: &Call) -> io::Result<()> {
-        call.send(self.socket.as_raw_fd())
+        let waiting = self.waiting.as_deref().ok_or_else(|| io::Error::other("the jail was handed over"))?;
+        waiting.hand(call, self.socket.as_raw_fd())
     }
 
     /// The running jail, once it has its call (given with [`ReadyJail::hand`] or by
@@ -296,6 +313,8 @@ struct State {
     /// Bumped when the mounts changed: a jail cloned before that is not put in the pool.
     generation: u64,
     mounts: MountWatch,
+    /// The report pipe of the last jail handed a call, until it execs (see [`fill`]).
+    setting_up: Option<OwnedFd>,
     stop: bool,
 }
 
@@ -322,7 +341,8 @@ pub struct ReadyPool {
 impl ReadyPool {
     /// Starts a filler that keeps `size` jails ready.
     pub fn start(cloner: Arc<Cloner>, size: usize) -> io::Result<ReadyPool> {
-        let state = State { ready: Vec::new(), generation: 0, mounts: MountWatch::open()?, stop: false };
+        let state =
+            State { ready: Vec::new(), generation: 0, mounts: MountWatch::open()?, setting_up: None, stop: false };
         let shared = Arc::new(Shared { state: Mutex::new(state), wake: Condvar::new() });
         let filler = {
             let shared = Arc::clone(&shared);
@@ -343,10 +363,19 @@ impl ReadyPool {
             };
             (state.ready.pop(), stale)
         };
-        self.shared.wake.notify_all();
         // Killed and reaped outside the lock.
         drop(stale);
         taken
+    }
+
+    /// Tells the filler a jail was handed a call (`report`: its report pipe), from the pool
+    /// or not: it clones the next one once that jail has exec'd.
+    pub fn handed(&self, report: &OwnedFd) {
+        let Ok(report) = report.try_clone() else { return };
+        if let Some(mut state) = self.shared.lock() {
+            state.setting_up = Some(report);
+        }
+        self.shared.wake.notify_all();
     }
 }
 
@@ -386,6 +415,9 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
             }
             state.generation
         };
+        if let Some(report) = shared.lock().and_then(|mut state| state.setting_up.take()) {
+            wait_for_exec(&report);
+        }
         let cgroup = match &cloner.cgroups {
             Some(cgroups) => match cgroups.reserve() {
                 Ok(cgroup) => Some(cgroup),
@@ -418,6 +450,15 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
             }
         }
     }
+}
+
+/// Waits until the jail whose report pipe this is has exec'd (its end closes) or failed
+/// (it wrote its failure), for at most [`SETTLE_MAX`].
+fn wait_for_exec(report: &OwnedFd) {
+    let mut poll = libc::pollfd { fd: report.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let timeout = i32::try_from(SETTLE_MAX.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: polls one local pollfd; an interruption only ends the wait early.
+    unsafe { libc::poll(&mut poll, 1, timeout) };
 }
 
 /// Waits [`RETRY_AFTER`], or until the pool stops.

@@ -20,7 +20,7 @@ use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     ptr,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 
 use super::{
@@ -282,12 +282,39 @@ pub struct Waiting {
     /// child inherits a pooled one (loopback already up, and the child has no capability
     /// over it).
     pub own_netns: AtomicBool,
+    /// Set to 1 once the call was sent; the child sleeps on it (a futex) until then.
+    called: AtomicU32,
 }
 
 impl Waiting {
     /// A child that will keep `socket` and `report`.
     pub fn new(socket: i32, report: i32) -> Waiting {
-        Waiting { socket, report, own_netns: AtomicBool::new(true) }
+        Waiting { socket, report, own_netns: AtomicBool::new(true), called: AtomicU32::new(0) }
+    }
+
+    /// Sends `call` on `socket` (airlock's end of this child's socket) and wakes the child.
+    ///
+    /// Why a futex and not the socket itself: a socket or pipe wakes its reader as a
+    /// "synchronous" wake-up, which the scheduler takes as a hint to run the reader on the
+    /// waker's CPU; the jail would then set up on the CPU airlock goes on running on. A
+    /// futex wake-up puts it on an idle CPU, where its own clone would have put it.
+    pub fn hand(&self, call: &Call, socket: RawFd) -> io::Result<()> {
+        call.send(socket)?;
+        self.called.store(1, Ordering::SeqCst);
+        // SAFETY: FUTEX_WAKE on a word of this live value; the child shares this memory.
+        unsafe { libc::syscall(libc::SYS_futex, self.called.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
+        Ok(())
+    }
+
+    /// The child's side: sleeps until the call was sent.
+    fn wait(&self) -> Result<(), sys::Errno> {
+        while self.called.load(Ordering::SeqCst) == 0 {
+            match sys::futex_wait(&self.called, 0) {
+                Ok(()) | Err(libc::EAGAIN) | Err(libc::EINTR) => {}
+                Err(errno) => return Err(errno),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -500,7 +527,6 @@ pub fn spawn(waiting: &Waiting, stack: &ChildStack, netns: Option<PooledNetns>) 
     let mut flags = libc::CLONE_VM
         | libc::CLONE_PIDFD
         | libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
@@ -566,7 +592,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the &Waiting given to clone in spawn(), kept alive by the parent
     // until this process is reaped.
     let waiting = unsafe { &*(arg as *const Waiting) };
-    let failure = match wait_for_call(waiting) {
+    let failure = match wait_for_call(waiting).inspect(|_| super::TMP_TS[2].store(super::tmp_now(), Ordering::Relaxed)) {
         // SAFETY: the plan's address came from the parent on a socket only it holds the
         // other end of; the parent keeps the plan alive until this process is reaped.
         Ok((plan, fds)) => set_up_and_exec(unsafe { &*plan }, &fds, waiting.own_netns.load(Ordering::SeqCst)),
@@ -607,6 +633,7 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
         .and_then(|()| close(low + 1, high - 1))
         .and_then(|()| sys::close_range(high as u32 + 1, u32::MAX))
         .map_err(|errno| fail(Step::CloseInherited, errno))?;
+    waiting.wait().map_err(|errno| fail(Step::Receive, errno))?;
     receive(waiting)
 }
 
@@ -657,7 +684,9 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::CgroupNamespace, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }
 
+    super::TMP_TS[3].store(super::tmp_now(), Ordering::Relaxed);
     // 3. The minimal root.
+    step!(Step::MountPrivate, 1, sys::unshare(libc::CLONE_NEWNS));
     step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
     for (index, op) in plan.root.ops.iter().enumerate() {
         step!(Step::Mount, index, apply(op, fds));
@@ -724,6 +753,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         }
     }
 
+    super::TMP_TS[4].store(super::tmp_now(), Ordering::Relaxed);
     // 10. exec.
     let errno = if fds.executable >= 0 {
         sys::execveat_fd(fds.executable, plan.argv.as_ptr(), plan.envp.as_ptr())
