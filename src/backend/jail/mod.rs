@@ -66,10 +66,6 @@ const LAYOUT_TTL: Duration = Duration::from_secs(5);
 /// the filler clones the next.
 const READY_JAILS: usize = 2;
 
-pub static TMP_TS: [std::sync::atomic::AtomicU64; 8] = [const { std::sync::atomic::AtomicU64::new(0) }; 8];
-pub fn tmp_now() -> u64 { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64 }
-pub static TMP_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static TMP_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Why a call could not run in the jail (the call is denied with this reason).
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
@@ -305,9 +301,7 @@ impl JailBackend {
             let cloner = Arc::new(Cloner::new(self.cgroups.as_ref().ok().cloned(), self.uid, self.gid));
             let ready = (self.ready_jails > 0)
                 .then(|| ReadyPool::start(Arc::clone(&cloner), self.ready_jails))
-                .and_then(|started| {
-                    started.inspect_err(|e| tracing::debug!("jail: no jails cloned ahead: {e}")).ok()
-                });
+                .and_then(|started| started.inspect_err(|e| tracing::debug!("jail: no jails cloned ahead: {e}")).ok());
             Started { ready, cloner }
         })
     }
@@ -412,7 +406,7 @@ impl JailBackend {
         let handed = |ready: ReadyJail, started: &Started| {
             let running = ready.into_running();
             if let (Some(running), Some(pool)) = (&running, &started.ready) {
-                pool.handed(if std::env::var_os("TMP_EXIT").is_some() { &running.pidfd } else { &running.report });
+                pool.handed(&running.pidfd);
             }
             running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
         };
@@ -423,12 +417,11 @@ impl JailBackend {
                 cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
             }
             match ready.hand(&call) {
-                Ok(()) => { TMP_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); return handed(ready, started) },
+                Ok(()) => return handed(ready, started),
                 // It died waiting: it never had the call, so one cloned now runs it.
                 Err(error) => tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call"),
             }
         }
-        TMP_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cgroup = match (&self.cgroups, cgroups) {
             (Ok(pool), true) => Some(pool.take(memory, pids).map_err(JailError::Cgroup)?),
             _ => None,
@@ -515,7 +508,6 @@ impl JailBackend {
         };
 
         let started = Instant::now();
-        TMP_TS[0].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(call, grant, cgroup_memory)?;
         let mut jailed = Jailed {
             pid,
@@ -529,10 +521,8 @@ impl JailBackend {
         // The child has its own copies of the call's descriptors.
         drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd));
 
-        TMP_TS[1].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();
-        TMP_TS[5].store(tmp_now(), std::sync::atomic::Ordering::Relaxed);
         let status = jailed.reaped;
         if status.is_some()
             && let Some(stack) = jailed.stack.take()
@@ -895,6 +885,7 @@ fn classify(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::policy::Mount;
     use cgroup::AfterJob;
 
     fn exited(code: i32) -> i32 {
@@ -1078,6 +1069,117 @@ mod tests {
         // No mount of the jail propagates to or from the host.
         for (point, (_, _, tags, _)) in &prepared {
             assert!(!tags.contains("shared:") && !tags.contains("master:"), "{point}: {tags}");
+        }
+    }
+
+    /// A backend whose pool holds `count` waiting jails (started by one call), and their
+    /// pids.
+    fn with_ready_jails(count: usize) -> (JailBackend, Vec<i32>) {
+        let mut backend = JailBackend::new();
+        backend.set_ready_jails(count);
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/true".into(), sha256: None });
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert_eq!(runtime.block_on(backend.run(&grant)).unwrap().exit, JailExit::Code(0));
+        let pool = backend.started().ready.as_ref().expect("the pool started");
+        let pids = pool.wait_for(count).expect("the pool filled");
+        (backend, pids)
+    }
+
+    #[test]
+    fn a_jail_from_the_pool_and_a_jail_cloned_for_the_call_are_the_same_jail() {
+        let (pooled, _) = with_ready_jails(1);
+        let mut fresh = JailBackend::new();
+        fresh.set_ready_jails(0);
+        let (from_pool, cloned) = (mounts_inside(&pooled), mounts_inside(&fresh));
+        assert!(fresh.started().ready.is_none());
+        // Mount ids and the staging directory's name differ; what is mounted where does not.
+        let shape = |mounts: HashMap<String, (String, String, String, String)>| {
+            let mut shape: Vec<_> =
+                mounts.into_iter().map(|(point, (root, options, _, fstype))| (point, root, options, fstype)).collect();
+            shape.sort();
+            shape
+        };
+        assert_eq!(shape(from_pool), shape(cloned));
+    }
+
+    /// A waiting jail closed every descriptor of airlock's it was cloned with: a pipe whose
+    /// only other write end was open when the jails were cloned reads end-of-file once
+    /// airlock closes its end (a jail still holding it would keep it open).
+    #[test]
+    fn a_waiting_jail_keeps_no_descriptor_of_airlocks_open() {
+        let (read, write) = pipe().unwrap();
+        let (backend, _) = with_ready_jails(2);
+        let read = set_nonblocking(read).unwrap();
+        let eof = |read: &OwnedFd| {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads into a local buffer from our own descriptor.
+            let n = unsafe { libc::read(read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            n == 0
+        };
+        // The twin: while another write end is open, there is no end-of-file.
+        let held = write.try_clone().unwrap();
+        drop(write);
+        assert!(!eof(&read), "end-of-file while a write end is still open");
+        drop(held);
+        assert!(eof(&read), "a waiting jail holds airlock's pipe open");
+        drop(backend);
+    }
+
+    /// Mounts made on the host after a jail was cloned are in its view: its mount namespace
+    /// is copied when it gets its call.
+    #[test]
+    fn a_jail_from_the_pool_sees_a_mount_made_after_it_was_cloned() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let shown = dir.path().join("shown");
+        std::fs::create_dir(&shown).unwrap();
+        std::fs::write(shown.join("file"), "under the mount\n").unwrap();
+        let (backend, _) = with_ready_jails(1);
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/ls".into(), sha256: None });
+        grant.args = vec![shown.display().to_string()];
+        grant.mounts = vec![Mount { host: shown.clone(), guest: shown.display().to_string(), writable: false }];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let list = |backend: &JailBackend| {
+            let report = runtime.block_on(backend.run(&grant)).unwrap();
+            assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+            String::from_utf8(report.stdout.bytes).unwrap()
+        };
+        // The twin: before the mount, the jail lists the directory's own file.
+        assert_eq!(list(&backend), "file\n");
+        let pool = backend.started().ready.as_ref().unwrap();
+        pool.wait_for(1).unwrap();
+        let target = CString::new(shown.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mounts an empty tmpfs on our own temporary directory.
+        let mounted =
+            unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
+        assert_eq!(mounted, 0, "{}", io::Error::last_os_error());
+        let after = list(&backend);
+        // SAFETY: unmounts what was mounted above.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        assert_eq!(after, "", "the jail saw the directory as it was when the jail was cloned");
+    }
+
+    /// A waiting jail that died (killed, say) is never handed a call: the call clones one.
+    #[test]
+    fn a_call_whose_waiting_jail_died_runs_in_a_jail_cloned_for_it() {
+        let (backend, pids) = with_ready_jails(2);
+        for pid in pids {
+            // SAFETY: kills our own waiting child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/echo".into(), sha256: None });
+        grant.args = vec!["ran".into()];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for _ in 0..3 {
+            let report = runtime.block_on(backend.run(&grant)).unwrap();
+            assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+            assert_eq!(report.stdout.bytes, b"ran\n");
         }
     }
 

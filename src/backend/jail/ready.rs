@@ -1,4 +1,4 @@
-//! Jails cloned ahead of their calls. Cloning a jail (its user, mount, pid, ipc and uts
+//! Jails cloned ahead of their calls. Cloning a jail (its user, pid, ipc and uts
 //! namespaces, the uid/gid maps, its cgroup) is a fixed cost that depends on nothing in the
 //! call; a background thread keeps a few jails cloned and waiting, and a call hands one its
 //! plan and descriptors ([`spawn::Call`]) instead of cloning. A call that finds none clones
@@ -6,22 +6,25 @@
 //!
 //! Owns: [`Cloner`] (what a clone needs: the cgroups, the network namespaces made ahead,
 //! the ids to map, spare stacks), [`ReadyJail`] (a cloned, mapped child waiting for its
-//! call, in its own call cgroup), [`ReadyPool`] (the waiting jails, their filler thread,
-//! and the watch on the host's mounts).
-//! Must not: hand a call to a jail whose view of the host is older than the call's. A jail's
-//! mount namespace is a copy of airlock's taken at its clone, so the pool watches
-//! `/proc/self/mountinfo` (the kernel flags it on every mount, unmount, remount and
-//! propagated mount in airlock's namespace) and drops every waiting jail when it changed:
-//! the call then sees what a jail cloned at the call would see. Hand a jail out twice (each
-//! is taken once), or leave one behind (a dropped ready jail is killed and reaped, and its
+//! call, in its own call cgroup), [`ReadyPool`] (the waiting jails and their filler).
+//! Must not: let a jail see the host as it was when it was cloned. Nothing a waiting jail
+//! holds depends on the host's state: its mount namespace is copied when it gets its call
+//! (`unshare(CLONE_NEWNS)` in the child, not `CLONE_NEWNS` at the clone), and the call
+//! brings its plan, descriptors, prepared trees and limits. Hand a jail out twice (each is
+//! taken once), or leave one behind (a dropped ready jail is killed and reaped, and its
 //! cgroup goes back).
+//!
+//! When the filler clones: after the last jail handed a call has exited (or after
+//! [`SETTLE_MAX`]). A clone that overlaps a jail's set-up or exit slows that jail by more
+//! than the clone saves (both take the kernel's namespace and mount locks, on two shared
+//! cores); between an agent's calls it costs the calls nothing. Back-to-back calls empty
+//! the pool and clone their own jails, as without it.
 //!
 //! What a waiting jail holds: its namespaces, a stack, a call cgroup (limits are written
 //! when the call takes it), one pooled network namespace, and no descriptor of airlock's
 //! but its socket, its report pipe and stdio (it closed the rest right after the clone).
 
 use std::{
-    fs::File,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     sync::{Arc, Condvar, Mutex, MutexGuard},
@@ -30,10 +33,10 @@ use std::{
 };
 
 use super::{
-    JailError,
+    JailError, above_stdio,
     cgroup::{AfterJob, CallCgroup, Cgroups},
     netns::{self, NetnsPool},
-    above_stdio, pipe,
+    pipe,
     spawn::{self, Call, ChildStack, SpawnError, Waiting},
     write_maps,
 };
@@ -45,10 +48,9 @@ const SPARE_STACKS: usize = 4;
 /// that a lasting failure costs no CPU.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// How long the filler waits for the last jail handed a call to exec before it clones the
-/// next anyway. A clone while a jail sets up slows that jail by more than the clone saves
-/// (both take the kernel's mount and namespace locks, and they share two cores here).
-const SETTLE_MAX: Duration = Duration::from_millis(20);
+/// How long the filler waits for the last jail handed a call to exit before it clones the
+/// next anyway (a long-running tool must not keep the pool empty).
+const SETTLE_MAX: Duration = Duration::from_millis(50);
 
 /// Whose thread clones a jail when its cgroup has no resident thread to do it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +133,7 @@ impl Cloner {
             cgroup.run_inside(move || {
                 // SAFETY: `waiting` and `stack` outlive this job: run_inside returns only once
                 // the job has run, and both are owned by this frame until then.
-                let (waiting, stack) =
-                    unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
+                let (waiting, stack) = unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
                 let spawned = spawn::spawn(waiting, stack, netns);
                 // Born in its cgroup: once mapped it may have its call. `socket_at` stays open
                 // until run_inside has returned.
@@ -286,35 +287,11 @@ impl Drop for ReadyJail {
     }
 }
 
-/// Whether airlock's mounts changed since the last look (the kernel flags
-/// `/proc/self/mountinfo` with `POLLPRI` once per change, and each poll clears the flag).
-#[derive(Debug)]
-struct MountWatch {
-    mountinfo: File,
-}
-
-impl MountWatch {
-    fn open() -> io::Result<MountWatch> {
-        Ok(MountWatch { mountinfo: File::open("/proc/self/mountinfo")? })
-    }
-
-    /// True when the mounts changed, or when that cannot be told.
-    fn changed(&self) -> bool {
-        let mut poll = libc::pollfd { fd: self.mountinfo.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
-        // SAFETY: polls one local pollfd without waiting.
-        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-        ready != 0 || poll.revents & (libc::POLLPRI | libc::POLLERR) != 0
-    }
-}
-
 #[derive(Debug)]
 struct State {
     ready: Vec<ReadyJail>,
-    /// Bumped when the mounts changed: a jail cloned before that is not put in the pool.
-    generation: u64,
-    mounts: MountWatch,
-    /// The report pipe of the last jail handed a call, until it execs (see [`fill`]).
-    setting_up: Option<OwnedFd>,
+    /// A pidfd of the last jail handed a call, until the filler has waited for its exit.
+    running: Option<OwnedFd>,
     stop: bool,
 }
 
@@ -341,8 +318,7 @@ pub struct ReadyPool {
 impl ReadyPool {
     /// Starts a filler that keeps `size` jails ready.
     pub fn start(cloner: Arc<Cloner>, size: usize) -> io::Result<ReadyPool> {
-        let state =
-            State { ready: Vec::new(), generation: 0, mounts: MountWatch::open()?, setting_up: None, stop: false };
+        let state = State { ready: Vec::new(), running: None, stop: false };
         let shared = Arc::new(Shared { state: Mutex::new(state), wake: Condvar::new() });
         let filler = {
             let shared = Arc::clone(&shared);
@@ -351,29 +327,31 @@ impl ReadyPool {
         Ok(ReadyPool { shared, filler: Some(filler) })
     }
 
-    /// A waiting jail cloned since airlock's mounts last changed, if there is one.
+    /// A waiting jail, if there is one.
     pub fn take(&self) -> Option<ReadyJail> {
-        let (taken, stale) = {
-            let mut state = self.shared.lock()?;
-            let stale = if state.mounts.changed() {
-                state.generation += 1;
-                std::mem::take(&mut state.ready)
-            } else {
-                Vec::new()
-            };
-            (state.ready.pop(), stale)
-        };
-        // Killed and reaped outside the lock.
-        drop(stale);
-        taken
+        self.shared.lock()?.ready.pop()
     }
 
-    /// Tells the filler a jail was handed a call (`report`: its report pipe), from the pool
-    /// or not: it clones the next one once that jail has exec'd.
-    pub fn handed(&self, report: &OwnedFd) {
-        let Ok(report) = report.try_clone() else { return };
+    /// The pids of the waiting jails, once `count` are waiting (`None` after 10 s).
+    #[cfg(test)]
+    pub fn wait_for(&self, count: usize) -> Option<Vec<i32>> {
+        for _ in 0..1000 {
+            if let Some(state) = self.shared.lock()
+                && state.ready.len() >= count
+            {
+                return Some(state.ready.iter().map(|jail| jail.pid).collect());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Tells the filler a jail was handed a call (`pidfd`: its process), from the pool or
+    /// not: it clones the next one once that jail has exited.
+    pub fn handed(&self, pidfd: &OwnedFd) {
+        let Ok(pidfd) = pidfd.try_clone() else { return };
         if let Some(mut state) = self.shared.lock() {
-            state.setting_up = Some(report);
+            state.running = Some(pidfd);
         }
         self.shared.wake.notify_all();
     }
@@ -402,7 +380,7 @@ impl Drop for ReadyPool {
 /// The filler: keeps `size` jails ready until the pool stops.
 fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
     loop {
-        let generation = {
+        let running = {
             let Some(mut state) = shared.lock() else { return };
             while !state.stop && state.ready.len() >= size {
                 state = match shared.wake.wait(state) {
@@ -413,10 +391,10 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
             if state.stop {
                 return;
             }
-            state.generation
+            state.running.take()
         };
-        if let Some(report) = shared.lock().and_then(|mut state| state.setting_up.take()) {
-            wait_for_exec(&report);
+        if let Some(pidfd) = running {
+            wait_for_exit(&pidfd);
         }
         let cgroup = match &cloner.cgroups {
             Some(cgroups) => match cgroups.reserve() {
@@ -432,11 +410,12 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
         match cloner.clone_jail(cgroup, None, Cloning::Filler) {
             Ok(jail) => {
                 let Some(mut state) = shared.lock() else { return };
-                if state.generation == generation && !state.stop {
-                    state.ready.push(jail);
-                } else {
+                if state.stop {
+                    // Killed and reaped outside the lock.
                     drop(state);
                     drop(jail);
+                } else {
+                    state.ready.push(jail);
                 }
             }
             // This thread is in a jail's network namespace: it runs nothing more.
@@ -452,10 +431,9 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
     }
 }
 
-/// Waits until the jail whose report pipe this is has exec'd (its end closes) or failed
-/// (it wrote its failure), for at most [`SETTLE_MAX`].
-fn wait_for_exec(report: &OwnedFd) {
-    let mut poll = libc::pollfd { fd: report.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+/// Waits until the process of `pidfd` has exited, for at most [`SETTLE_MAX`].
+fn wait_for_exit(pidfd: &OwnedFd) {
+    let mut poll = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let timeout = i32::try_from(SETTLE_MAX.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: polls one local pollfd; an interruption only ends the wait early.
     unsafe { libc::poll(&mut poll, 1, timeout) };

@@ -1,7 +1,8 @@
-//! The jail's ordered set-up: one `clone` with every namespace flag (the network namespace
-//! comes from the pool when it can: the cloning thread enters it for the clone); the child
-//! then waits for its call (at once, or later from the pool of ready jails), and one
-//! straight function applies the call's precomputed plans and execs the tool.
+//! The jail's ordered set-up: one `clone` with every namespace flag but the mount
+//! namespace's (the network namespace comes from the pool when it can: the cloning thread
+//! enters it for the clone); the child then waits for its call (at once, or later from the
+//! pool of ready jails), and one straight function enters a new mount namespace, applies
+//! the call's precomputed plans and execs the tool.
 //!
 //! Owns: [`ChildPlan`] (everything the child needs, prepared by the parent as C strings
 //! and numbers), the child's stack, [`spawn`] (the `clone`, and the cloning thread's trip
@@ -49,6 +50,7 @@ pub enum Step {
     Stdio,
     Groups,
     CgroupNamespace,
+    MountNamespace,
     MountPrivate,
     Mount,
     SealRoot,
@@ -71,7 +73,7 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 27] = [
+    const ALL: [Step; 28] = [
         Step::Signals,
         Step::DeathSignal,
         Step::Session,
@@ -80,6 +82,7 @@ impl Step {
         Step::Stdio,
         Step::Groups,
         Step::CgroupNamespace,
+        Step::MountNamespace,
         Step::MountPrivate,
         Step::Mount,
         Step::SealRoot,
@@ -112,6 +115,7 @@ impl Step {
             Step::Stdio => "set up stdin, stdout and stderr",
             Step::Groups => "drop supplementary groups",
             Step::CgroupNamespace => "enter a new cgroup namespace",
+            Step::MountNamespace => "enter a new mount namespace",
             Step::MountPrivate => "make the mount tree private",
             Step::Mount => "build the minimal root",
             Step::SealRoot => "make the new root read-only",
@@ -513,8 +517,9 @@ impl Drop for ChildStack {
     }
 }
 
-/// Clones the child: new user, mount, pid, net, ipc and uts namespaces in one `clone`,
-/// sharing the parent's memory until exec, with every signal blocked across the call so
+/// Clones the child: new user, pid, net, ipc and uts namespaces in one `clone` (the mount
+/// namespace comes with the call: see [`set_up_and_exec`]), sharing the parent's memory
+/// until exec, with every signal blocked across the call so
 /// that no parent handler can run on the child's stack. Returns the pid and a pidfd.
 ///
 /// With `netns`, the calling thread enters that pooled network namespace, clones without
@@ -592,7 +597,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the &Waiting given to clone in spawn(), kept alive by the parent
     // until this process is reaped.
     let waiting = unsafe { &*(arg as *const Waiting) };
-    let failure = match wait_for_call(waiting).inspect(|_| super::TMP_TS[2].store(super::tmp_now(), Ordering::Relaxed)) {
+    let failure = match wait_for_call(waiting) {
         // SAFETY: the plan's address came from the parent on a socket only it holds the
         // other end of; the parent keeps the plan alive until this process is reaped.
         Ok((plan, fds)) => set_up_and_exec(unsafe { &*plan }, &fds, waiting.own_netns.load(Ordering::SeqCst)),
@@ -644,7 +649,9 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
 /// 1. Stdio from the call's pipes (the signals, session and descriptors were dealt with
 ///    while waiting: [`wait_for_call`]).
 /// 2. Supplementary groups, a cgroup namespace (we are in the call's cgroup).
-/// 3. Mounts while we still hold every capability of our user namespace: private
+/// 3. Mounts while we still hold every capability of our user namespace: a mount
+///    namespace of our own, copied from airlock's now (not at the clone: a jail cloned
+///    ahead would otherwise see the host's mounts as they were then), private
 ///    propagation, the minimal root (staging tmpfs, binds, protected paths last, /proc
 ///    while the host's /proc is still visible), seal the root read-only, `pivot_root`,
 ///    detach the host's root. Then the working directory.
@@ -684,9 +691,8 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::CgroupNamespace, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }
 
-    super::TMP_TS[3].store(super::tmp_now(), Ordering::Relaxed);
     // 3. The minimal root.
-    step!(Step::MountPrivate, 1, sys::unshare(libc::CLONE_NEWNS));
+    step!(Step::MountNamespace, 0, sys::unshare(libc::CLONE_NEWNS));
     step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
     for (index, op) in plan.root.ops.iter().enumerate() {
         step!(Step::Mount, index, apply(op, fds));
@@ -753,7 +759,6 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         }
     }
 
-    super::TMP_TS[4].store(super::tmp_now(), Ordering::Relaxed);
     // 10. exec.
     let errno = if fds.executable >= 0 {
         sys::execveat_fd(fds.executable, plan.argv.as_ptr(), plan.envp.as_ptr())

@@ -441,7 +441,14 @@ pub fn receive_with_fds(socket: i32, data: &mut [u8], fds: &mut [i32; 8]) -> Res
 /// `futex(word, FUTEX_WAIT_PRIVATE, expected)`: sleeps while `*word == expected` (the
 /// caller shares the waker's memory).
 pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) -> Result<(), Errno> {
-    sys!(libc::SYS_futex, word.as_ptr() as usize, (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize, expected as usize, 0).map(drop)
+    sys!(
+        libc::SYS_futex,
+        word.as_ptr() as usize,
+        (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+        expected as usize,
+        0
+    )
+    .map(drop)
 }
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 share this layout).
