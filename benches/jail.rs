@@ -17,6 +17,14 @@
 //! and the ratios airlock/bwrap and airlock/bare. The sides run in interleaved rounds, so
 //! that load on this shared machine hits all of them alike: read medians and ratios.
 //!
+//! Two regimes, each with its own figures and verdicts:
+//! - back to back: each call starts as the last one ended (a saturated caller). The jails
+//!   airlock clones ahead cannot be replaced between calls here, so every call clones its
+//!   own (`ready` in the backend's docs);
+//! - paced: a pause of [`PACE`] before every call of every side, as an agent's calls come
+//!   (a model's turn lies between two tool calls). Airlock's calls then find a jail cloned
+//!   ahead; the same calls on a backend that keeps none are printed beside them.
+//!
 //! Run: `cargo bench --bench jail` (as root, or with unprivileged user namespaces and a
 //! delegated cgroup).
 
@@ -38,6 +46,11 @@ const ROUNDS: usize = 40;
 const PER_ROUND: usize = 10;
 const WARM_UP: usize = 20;
 
+/// The pause before each call in the paced regime, and its rounds (of `PER_ROUND` calls per
+/// side).
+const PACE: Duration = Duration::from_millis(10);
+const PACED_ROUNDS: usize = 20;
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(bench())
@@ -57,8 +70,8 @@ async fn bench() -> anyhow::Result<()> {
         .cache_dir(Some(temp.path().join("cache")))
         .build()?;
     println!(
-        "airlock jail benchmark: /bin/true, {ROUNDS} interleaved rounds of {PER_ROUND} spawns per side, \
-         after {WARM_UP} warm-up spawns\n"
+        "airlock jail benchmark: /bin/true, after {WARM_UP} warm-up spawns\n\nback to back: {ROUNDS} interleaved \
+         rounds of {PER_ROUND} spawns per side\n"
     );
 
     // Every side runs /bin/true with the jail's environment: none. Inherited, cargo's
@@ -128,6 +141,44 @@ async fn bench() -> anyhow::Result<()> {
     }
     pipeline.close().await?;
 
+    // Paced: the same sides (and a backend that clones every jail at the call), each call
+    // after the same pause.
+    let mut cloning = JailBackend::new();
+    cloning.set_ready_jails(0);
+    anyhow::ensure!(cloning.run(&grant).await?.exit == JailExit::Code(0));
+    let paced_samples = PACED_ROUNDS * PER_ROUND;
+    let (mut paced_bare, mut paced_bwrap, mut paced_jail, mut paced_cloning) = (
+        Vec::with_capacity(paced_samples),
+        Vec::with_capacity(paced_samples),
+        Vec::with_capacity(paced_samples),
+        Vec::with_capacity(paced_samples),
+    );
+    for _ in 0..PACED_ROUNDS {
+        for _ in 0..PER_ROUND {
+            std::thread::sleep(PACE);
+            let started = Instant::now();
+            bare()?;
+            paced_bare.push(started.elapsed());
+        }
+        if let Some(command) = &bwrap {
+            for _ in 0..PER_ROUND {
+                std::thread::sleep(PACE);
+                let started = Instant::now();
+                wrapped(command)?;
+                paced_bwrap.push(started.elapsed());
+            }
+        }
+        for (backend, times) in [(&jail, &mut paced_jail), (&cloning, &mut paced_cloning)] {
+            for _ in 0..PER_ROUND {
+                std::thread::sleep(PACE);
+                let started = Instant::now();
+                let report = backend.run(&grant).await?;
+                times.push(started.elapsed());
+                anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
+            }
+        }
+    }
+
     println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
     let bare_p50 = percentile(&mut bare_times, 0.50);
     row("bare: Command::new(\"/bin/true\").env_clear().status()", bare_p50, percentile(&mut bare_times, 0.99));
@@ -158,12 +209,47 @@ async fn bench() -> anyhow::Result<()> {
         let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
         println!("airlock / bwrap:      {over_bwrap:.2}x");
         println!();
-        verdict("airlock <= 0.7x bwrap", over_bwrap <= 0.7);
+        verdict("airlock <= 0.7x bwrap (back to back)", over_bwrap <= 0.7);
     } else {
         println!();
-        println!("target airlock <= 0.7x bwrap: not measured (no bwrap)");
+        println!("target airlock <= 0.7x bwrap (back to back): not measured (no bwrap)");
     }
-    verdict("airlock <= 2.5x bare spawn", over_bare <= 2.5);
+    verdict("airlock <= 2.5x bare spawn (back to back)", over_bare <= 2.5);
+
+    println!(
+        "\npaced: {PACED_ROUNDS} interleaved rounds of {PER_ROUND} calls per side, each after a {} ms pause\n",
+        PACE.as_millis()
+    );
+    println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
+    let bare_p50 = percentile(&mut paced_bare, 0.50);
+    row("bare: Command::new(\"/bin/true\").env_clear().status()", bare_p50, percentile(&mut paced_bare, 0.99));
+    let bwrap_p50 = if bwrap.is_some() {
+        let p50 = percentile(&mut paced_bwrap, 0.50);
+        row("bwrap --unshare-all ... /bin/true", p50, percentile(&mut paced_bwrap, 0.99));
+        Some(p50)
+    } else {
+        None
+    };
+    let jail_p50 = percentile(&mut paced_jail, 0.50);
+    row("airlock: JailBackend::run(/bin/true), every layer", jail_p50, percentile(&mut paced_jail, 0.99));
+    let cloning_p50 = percentile(&mut paced_cloning, 0.50);
+    row("  profile: the same, every jail cloned at its call", cloning_p50, percentile(&mut paced_cloning, 0.99));
+    println!();
+    println!(
+        "what the jails cloned ahead save (p50 difference): {:.1} us",
+        (cloning_p50.as_secs_f64() - jail_p50.as_secs_f64()) * 1e6
+    );
+    let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
+    println!("airlock / bare spawn: {over_bare:.2}x");
+    if let Some(bwrap_p50) = bwrap_p50 {
+        let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
+        println!("airlock / bwrap:      {over_bwrap:.2}x");
+        println!();
+        verdict("airlock <= 0.7x bwrap (paced)", over_bwrap <= 0.7);
+    } else {
+        println!();
+    }
+    verdict("airlock <= 2.5x bare spawn (paced)", over_bare <= 2.5);
     if let Some(command) = &bwrap {
         println!("\nbwrap command: {}", command.join(" "));
     }
