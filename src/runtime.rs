@@ -88,6 +88,7 @@ pub struct RuntimeBuilder {
     approvals_dir: PathBuf,
     approval_ttl: Duration,
     sessions_dir: Option<PathBuf>,
+    ready_jails: Option<usize>,
 }
 
 impl RuntimeBuilder {
@@ -106,6 +107,7 @@ impl RuntimeBuilder {
             approvals_dir: default_approvals_dir(),
             approval_ttl: DEFAULT_APPROVAL_TTL,
             sessions_dir: None,
+            ready_jails: None,
         }
     }
 
@@ -141,6 +143,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many jails the process backend keeps cloned ahead of their calls (the backend's
+    /// default when not set; 0 for a process that makes one call and exits, where jails
+    /// cloned ahead would only be killed unused).
+    pub fn ready_jails(mut self, count: usize) -> Self {
+        self.ready_jails = Some(count);
+        self
+    }
+
     /// Where precompiled modules are kept (`None`: in memory only).
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
@@ -162,7 +172,10 @@ impl RuntimeBuilder {
         let wasm = WasmBackend::new(WasmConfig { cache_dir: self.cache_dir.clone(), ..WasmConfig::default() })?;
         // Seccomp profiles are compiled once, now, so that a broken one stops the start
         // and calls only look theirs up.
-        let jail = JailBackend::new();
+        let mut jail = JailBackend::new();
+        if let Some(count) = self.ready_jails {
+            jail.set_ready_jails(count);
+        }
         for profile in policies.seccomp_profiles() {
             jail.seccomp(profile)?;
         }

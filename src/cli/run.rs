@@ -54,7 +54,8 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    // One call, then the process exits: no jail is cloned ahead.
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).ready_jails(0).build()?;
     let policies = runtime.policies();
     let arguments = call_arguments(&policies, &args.tool, args.args_json.as_deref(), &args.args)?;
     let workspace = match args.workspace {
@@ -149,7 +150,8 @@ pub struct RunWasmArgs {
 }
 
 pub async fn run_wasm(args: RunWasmArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    // One call, then the process exits: no jail is cloned ahead.
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).ready_jails(0).build()?;
     let module = args.module.canonicalize().with_context(|| format!("cannot find module {}", args.module.display()))?;
     let bytes = std::fs::read(&module).with_context(|| format!("cannot read module {}", module.display()))?;
     let name = module.file_name().map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
@@ -226,7 +228,8 @@ pub struct RunJailArgs {
 }
 
 pub async fn run_jail(args: RunJailArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).build()?;
+    // One call, then the process exits: no jail is cloned ahead.
+    let runtime = Runtime::builder(args.policies.dir()).audit_path(args.audit.path()).ready_jails(0).build()?;
     let Some((command, rest)) = args.command.split_first() else {
         bail!("give the command to run after `--`");
     };
