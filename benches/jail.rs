@@ -37,7 +37,7 @@ use std::{
 use airlock::{
     Runtime,
     audit::Fsync,
-    backend::jail::{JailBackend, JailExit},
+    backend::jail::{JailBackend, JailExit, JailReport},
     policy::{Grant, Layer, Program, SeccompGrant},
 };
 
@@ -98,46 +98,26 @@ async fn bench() -> anyhow::Result<()> {
         anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
     }
 
-    let samples = ROUNDS * PER_ROUND;
-    let (mut bare_times, mut bwrap_times, mut jail_times, mut pipeline_times, mut no_seccomp_times) = (
-        Vec::with_capacity(samples),
-        Vec::with_capacity(samples),
-        Vec::with_capacity(samples),
-        Vec::with_capacity(samples),
-        Vec::with_capacity(samples),
-    );
+    let ran = |report: JailReport| -> anyhow::Result<()> {
+        anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
+        Ok(())
+    };
+    let (mut bare_times, mut bwrap_times, mut jail_times, mut pipeline_times, mut no_seccomp_times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        for _ in 0..PER_ROUND {
-            let started = Instant::now();
-            bare()?;
-            bare_times.push(started.elapsed());
-        }
+        timed(&mut bare_times, Duration::ZERO, async || bare()).await?;
         if let Some(command) = &bwrap {
-            for _ in 0..PER_ROUND {
-                let started = Instant::now();
-                wrapped(command)?;
-                bwrap_times.push(started.elapsed());
-            }
+            timed(&mut bwrap_times, Duration::ZERO, async || wrapped(command)).await?;
         }
-        for _ in 0..PER_ROUND {
-            let started = Instant::now();
-            let report = jail.run(&grant).await?;
-            jail_times.push(started.elapsed());
-            anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
-        }
-        for _ in 0..PER_ROUND {
-            let started = Instant::now();
+        timed(&mut jail_times, Duration::ZERO, async || ran(jail.run(&grant).await?)).await?;
+        timed(&mut pipeline_times, Duration::ZERO, async || {
             let outcome =
                 pipeline.run_grant(airlock::runtime::OPERATOR_CALLER, grant.clone(), serde_json::json!({})).await?;
-            pipeline_times.push(started.elapsed());
             anyhow::ensure!(outcome.is_ok(), "{:?}", outcome.status);
-        }
-        for _ in 0..PER_ROUND {
-            let started = Instant::now();
-            let report = jail.run(&no_seccomp).await?;
-            no_seccomp_times.push(started.elapsed());
-            anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
-        }
+            Ok(())
+        })
+        .await?;
+        timed(&mut no_seccomp_times, Duration::ZERO, async || ran(jail.run(&no_seccomp).await?)).await?;
     }
     pipeline.close().await?;
 
@@ -145,115 +125,123 @@ async fn bench() -> anyhow::Result<()> {
     // after the same pause.
     let mut cloning = JailBackend::new();
     cloning.set_ready_jails(0);
-    anyhow::ensure!(cloning.run(&grant).await?.exit == JailExit::Code(0));
-    let paced_samples = PACED_ROUNDS * PER_ROUND;
-    let (mut paced_bare, mut paced_bwrap, mut paced_jail, mut paced_cloning) = (
-        Vec::with_capacity(paced_samples),
-        Vec::with_capacity(paced_samples),
-        Vec::with_capacity(paced_samples),
-        Vec::with_capacity(paced_samples),
-    );
+    ran(cloning.run(&grant).await?)?;
+    let (mut paced_bare, mut paced_bwrap, mut paced_jail, mut paced_cloning) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PACED_ROUNDS {
-        for _ in 0..PER_ROUND {
-            std::thread::sleep(PACE);
-            let started = Instant::now();
-            bare()?;
-            paced_bare.push(started.elapsed());
-        }
+        timed(&mut paced_bare, PACE, async || bare()).await?;
         if let Some(command) = &bwrap {
-            for _ in 0..PER_ROUND {
-                std::thread::sleep(PACE);
-                let started = Instant::now();
-                wrapped(command)?;
-                paced_bwrap.push(started.elapsed());
-            }
+            timed(&mut paced_bwrap, PACE, async || wrapped(command)).await?;
         }
-        for (backend, times) in [(&jail, &mut paced_jail), (&cloning, &mut paced_cloning)] {
-            for _ in 0..PER_ROUND {
-                std::thread::sleep(PACE);
-                let started = Instant::now();
-                let report = backend.run(&grant).await?;
-                times.push(started.elapsed());
-                anyhow::ensure!(report.exit == JailExit::Code(0), "{:?}", report.exit);
-            }
-        }
+        timed(&mut paced_jail, PACE, async || ran(jail.run(&grant).await?)).await?;
+        timed(&mut paced_cloning, PACE, async || ran(cloning.run(&grant).await?)).await?;
     }
 
-    println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
-    let bare_p50 = percentile(&mut bare_times, 0.50);
-    row("bare: Command::new(\"/bin/true\").env_clear().status()", bare_p50, percentile(&mut bare_times, 0.99));
-    let bwrap_p50 = if bwrap.is_some() {
-        let p50 = percentile(&mut bwrap_times, 0.50);
-        row("bwrap --unshare-all ... /bin/true", p50, percentile(&mut bwrap_times, 0.99));
-        Some(p50)
-    } else {
-        None
-    };
-    let jail_p50 = percentile(&mut jail_times, 0.50);
-    row("airlock: JailBackend::run(/bin/true), every layer", jail_p50, percentile(&mut jail_times, 0.99));
-    row(
-        "airlock: Runtime::run_grant (jail + audit, fsync=off)",
-        percentile(&mut pipeline_times, 0.50),
-        percentile(&mut pipeline_times, 0.99),
+    report(
+        "back to back",
+        Samples { bare: bare_times, bwrap: bwrap_times, jail: jail_times },
+        vec![
+            Reference {
+                label: "airlock: Runtime::run_grant (jail + audit, fsync=off)",
+                samples: pipeline_times,
+                difference: None,
+            },
+            Reference {
+                label: "  profile: the jail without its seccomp layer",
+                samples: no_seccomp_times,
+                difference: Some(("seccomp's share of the jail", -1.0)),
+            },
+        ],
     );
-    let no_seccomp_p50 = percentile(&mut no_seccomp_times, 0.50);
-    row("  profile: the jail without its seccomp layer", no_seccomp_p50, percentile(&mut no_seccomp_times, 0.99));
-    println!();
-    println!(
-        "seccomp's share of the jail (p50 difference): {:.1} us",
-        (jail_p50.as_secs_f64() - no_seccomp_p50.as_secs_f64()) * 1e6
-    );
-    let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
-    println!("airlock / bare spawn: {over_bare:.2}x");
-    if let Some(bwrap_p50) = bwrap_p50 {
-        let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
-        println!("airlock / bwrap:      {over_bwrap:.2}x");
-        println!();
-        verdict("airlock <= 0.7x bwrap (back to back)", over_bwrap <= 0.7);
-    } else {
-        println!();
-        println!("target airlock <= 0.7x bwrap (back to back): not measured (no bwrap)");
-    }
-    verdict("airlock <= 2.5x bare spawn (back to back)", over_bare <= 2.5);
-
     println!(
         "\npaced: {PACED_ROUNDS} interleaved rounds of {PER_ROUND} calls per side, each after a {} ms pause\n",
         PACE.as_millis()
     );
-    println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
-    let bare_p50 = percentile(&mut paced_bare, 0.50);
-    row("bare: Command::new(\"/bin/true\").env_clear().status()", bare_p50, percentile(&mut paced_bare, 0.99));
-    let bwrap_p50 = if bwrap.is_some() {
-        let p50 = percentile(&mut paced_bwrap, 0.50);
-        row("bwrap --unshare-all ... /bin/true", p50, percentile(&mut paced_bwrap, 0.99));
-        Some(p50)
-    } else {
-        None
-    };
-    let jail_p50 = percentile(&mut paced_jail, 0.50);
-    row("airlock: JailBackend::run(/bin/true), every layer", jail_p50, percentile(&mut paced_jail, 0.99));
-    let cloning_p50 = percentile(&mut paced_cloning, 0.50);
-    row("  profile: the same, every jail cloned at its call", cloning_p50, percentile(&mut paced_cloning, 0.99));
-    println!();
-    println!(
-        "what the jails cloned ahead save (p50 difference): {:.1} us",
-        (cloning_p50.as_secs_f64() - jail_p50.as_secs_f64()) * 1e6
+    report(
+        "paced",
+        Samples { bare: paced_bare, bwrap: paced_bwrap, jail: paced_jail },
+        vec![Reference {
+            label: "  profile: the same, every jail cloned at its call",
+            samples: paced_cloning,
+            difference: Some(("what the jails cloned ahead save", 1.0)),
+        }],
     );
-    let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
-    println!("airlock / bare spawn: {over_bare:.2}x");
-    if let Some(bwrap_p50) = bwrap_p50 {
-        let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
-        println!("airlock / bwrap:      {over_bwrap:.2}x");
-        println!();
-        verdict("airlock <= 0.7x bwrap (paced)", over_bwrap <= 0.7);
-    } else {
-        println!();
-    }
-    verdict("airlock <= 2.5x bare spawn (paced)", over_bare <= 2.5);
     if let Some(command) = &bwrap {
         println!("\nbwrap command: {}", command.join(" "));
     }
     Ok(())
+}
+
+/// Runs `call` `PER_ROUND` times, each after `pause`, and adds how long each run took to
+/// `times`.
+async fn timed(
+    times: &mut Vec<Duration>,
+    pause: Duration,
+    mut call: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for _ in 0..PER_ROUND {
+        std::thread::sleep(pause);
+        let started = Instant::now();
+        call().await?;
+        times.push(started.elapsed());
+    }
+    Ok(())
+}
+
+/// One regime's samples of the three sides (`bwrap` empty: not measured).
+struct Samples {
+    bare: Vec<Duration>,
+    bwrap: Vec<Duration>,
+    jail: Vec<Duration>,
+}
+
+/// A further row of airlock figures; with `difference`, a line says how far its p50 lies
+/// from the jail's (times the sign given).
+struct Reference {
+    label: &'static str,
+    samples: Vec<Duration>,
+    difference: Option<(&'static str, f64)>,
+}
+
+/// Prints a regime's table, its ratios and the verdicts on the targets.
+fn report(regime: &str, mut samples: Samples, references: Vec<Reference>) {
+    println!("{:<62} {:>10} {:>10}", "", "p50", "p99");
+    let bare_p50 = percentile(&mut samples.bare, 0.50);
+    row("bare: Command::new(\"/bin/true\").env_clear().status()", bare_p50, percentile(&mut samples.bare, 0.99));
+    let bwrap_p50 = (!samples.bwrap.is_empty()).then(|| {
+        let p50 = percentile(&mut samples.bwrap, 0.50);
+        row("bwrap --unshare-all ... /bin/true", p50, percentile(&mut samples.bwrap, 0.99));
+        p50
+    });
+    let jail_p50 = percentile(&mut samples.jail, 0.50);
+    row("airlock: JailBackend::run(/bin/true), every layer", jail_p50, percentile(&mut samples.jail, 0.99));
+    let mut differences = Vec::new();
+    for mut reference in references {
+        let p50 = percentile(&mut reference.samples, 0.50);
+        row(reference.label, p50, percentile(&mut reference.samples, 0.99));
+        if let Some((what, sign)) = reference.difference {
+            differences.push((what, sign * (p50.as_secs_f64() - jail_p50.as_secs_f64()) * 1e6));
+        }
+    }
+    println!();
+    for (what, us) in differences {
+        println!("{what} (p50 difference): {us:.1} us");
+    }
+    let over_bare = jail_p50.as_secs_f64() / bare_p50.as_secs_f64();
+    println!("airlock / bare spawn: {over_bare:.2}x");
+    match bwrap_p50 {
+        Some(bwrap_p50) => {
+            let over_bwrap = jail_p50.as_secs_f64() / bwrap_p50.as_secs_f64();
+            println!("airlock / bwrap:      {over_bwrap:.2}x");
+            println!();
+            verdict(&format!("airlock <= 0.7x bwrap ({regime})"), over_bwrap <= 0.7);
+        }
+        None => {
+            println!();
+            println!("target airlock <= 0.7x bwrap ({regime}): not measured (no bwrap)");
+        }
+    }
+    verdict(&format!("airlock <= 2.5x bare spawn ({regime})"), over_bare <= 2.5);
 }
 
 /// `/bin/true` under the shipped default seccomp profile, with the default limits and no
