@@ -3,8 +3,9 @@
 //! capabilities, with rlimits and cgroup limits, and reports how it ended.
 //!
 //! Owns: what the host offers ([`JailBackend::new`] probes it once: Landlock ABI, cgroup
-//! hierarchy, host layout, a pool of network namespaces made ahead), which layers a call gets (a required layer the host lacks is a
-//! refusal, never a weaker run: [`JailError::LayerUnavailable`]), preparing the child's
+//! hierarchy, host layout; the first call starts the network namespaces and jails made
+//! ahead), which layers a call gets (a required layer the host lacks is a refusal, never a
+//! weaker run: [`JailError::LayerUnavailable`]), preparing the child's
 //! plan, supervising the run (wall time, CPU of the whole tree, output caps, stdin), and
 //! classifying the end ([`JailExit`]).
 //! Must not: see anything but the grant; leave anything behind. The pid namespace's init
@@ -231,8 +232,9 @@ impl std::fmt::Debug for JailBackend {
 }
 
 impl JailBackend {
-    /// Probes the host: its layout, Landlock's ABI, a cgroup hierarchy, cgroup namespaces,
-    /// and starts the pool of network namespaces where it can (as root).
+    /// Probes the host: its layout, Landlock's ABI, a cgroup hierarchy, cgroup namespaces.
+    /// The first jailed call starts the pools of network namespaces (as root) and of jails
+    /// cloned ahead.
     /// Never fails: what is missing makes calls that require it refused, with the reason.
     pub fn new() -> JailBackend {
         // SAFETY: getuid/getgid have no preconditions.
@@ -1105,24 +1107,34 @@ mod tests {
 
     /// A waiting jail closed every descriptor of airlock's it was cloned with: a pipe whose
     /// only other write end was open when the jails were cloned reads end-of-file once
-    /// airlock closes its end (a jail still holding it would keep it open).
+    /// airlock closes its end (a jail still holding it would keep it open). Other tests
+    /// clone and spawn in this process too, and each copy of the table holds the pipe for
+    /// the moment before it closes or execs: end-of-file may take that long.
     #[test]
     fn a_waiting_jail_keeps_no_descriptor_of_airlocks_open() {
         let (read, write) = pipe().unwrap();
         let (backend, _) = with_ready_jails(2);
         let read = set_nonblocking(read).unwrap();
-        let eof = |read: &OwnedFd| {
-            let mut byte = [0u8; 1];
-            // SAFETY: reads into a local buffer from our own descriptor.
-            let n = unsafe { libc::read(read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
-            n == 0
+        let eof_within = |read: &OwnedFd, wait: Duration| {
+            let started = Instant::now();
+            loop {
+                let mut byte = [0u8; 1];
+                // SAFETY: reads into a local buffer from our own descriptor.
+                if unsafe { libc::read(read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } == 0 {
+                    return true;
+                }
+                if started.elapsed() >= wait {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         };
         // The twin: while another write end is open, there is no end-of-file.
         let held = write.try_clone().unwrap();
         drop(write);
-        assert!(!eof(&read), "end-of-file while a write end is still open");
+        assert!(!eof_within(&read, Duration::from_millis(200)), "end-of-file while a write end is still open");
         drop(held);
-        assert!(eof(&read), "a waiting jail holds airlock's pipe open");
+        assert!(eof_within(&read, Duration::from_secs(5)), "a waiting jail holds airlock's pipe open");
         drop(backend);
     }
 
@@ -1169,8 +1181,13 @@ mod tests {
     fn a_call_whose_waiting_jail_died_runs_in_a_jail_cloned_for_it() {
         let (backend, pids) = with_ready_jails(2);
         for pid in pids {
-            // SAFETY: kills our own waiting child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: kills our own waiting child, then waits until it has died (without
+            // reaping it: the pool does); the siginfo is a local.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT);
+            }
         }
         let mut grant = Grant::new("test", Program::Process { executable: "/bin/echo".into(), sha256: None });
         grant.args = vec!["ran".into()];
