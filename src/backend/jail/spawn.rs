@@ -322,11 +322,6 @@ impl Waiting {
     }
 }
 
-// SAFETY: Waiting is descriptor numbers and an atomic; the child only reads it.
-unsafe impl Send for Waiting {}
-// SAFETY: see Send.
-unsafe impl Sync for Waiting {}
-
 /// A call as handed to a waiting child: where its plan is (the child shares the parent's
 /// memory) and its descriptors, which travel with the message (`SCM_RIGHTS`): the child's
 /// descriptor table is its own, copied when it was cloned, perhaps long before the call.
