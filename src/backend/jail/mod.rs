@@ -55,6 +55,9 @@ use ready::{Cloner, Cloning, ReadyJail, ReadyPool, Running};
 use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, Call, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step, Waiting};
 
+/// How long output is still read once the jail is reaped (what it wrote is in the pipes).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
 /// How often the CPU time of the whole tree is checked against the limit (rlimits bound
 /// each process; this bounds a tree that forks to spread its work).
 const CPU_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -674,9 +677,10 @@ pub(crate) fn write_maps(pid: i32, uid: u32, gid: u32) -> io::Result<()> {
 
 /// What the child reported, if a set-up step failed (nothing: it exec'd).
 fn read_failure(report: OwnedFd) -> Option<SetUpFailure> {
-    let mut file = std::fs::File::from(report);
+    // Read once the child is reaped: what it wrote is in the pipe. Without blocking, so that
+    // a stray holder of the write end cannot keep the call waiting.
+    let mut file = std::fs::File::from(set_nonblocking(report).ok()?);
     let mut bytes = [0u8; 8];
-    // The write end is closed (exec'd or exited): this read never blocks.
     let mut read = 0;
     while read < bytes.len() {
         match file.read(&mut bytes[read..]) {
@@ -773,6 +777,8 @@ async fn supervise(
     let cpu_limit_us = grant.limits.cpu_seconds.saturating_mul(1_000_000);
     let mut cpu_check = tokio::time::interval_at(tokio::time::Instant::now() + CPU_CHECK_INTERVAL, CPU_CHECK_INTERVAL);
     let (mut out_open, mut err_open, mut running) = (true, true, true);
+    // Set once the jail is reaped: how long its pipes may still take to reach end-of-file.
+    let mut drain_until = None;
     let mut killed_for = None;
     let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     while running || out_open || err_open {
@@ -782,6 +788,7 @@ async fn supervise(
                 guard.clear_ready();
                 jailed.reap().map_err(JailError::Wait)?;
                 running = false;
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             }
             read = out.read(&mut out_buf), if out_open => match read {
                 Ok(0) | Err(_) => out_open = false,
@@ -819,10 +826,15 @@ async fn supervise(
                     jailed.kill();
                 }
             }
-        }
-        // Once the jail is gone its pipes hit EOF; a stray holder cannot keep us here.
-        if !running && tokio::time::Instant::now() > deadline + Duration::from_secs(1) {
-            break;
+            // Once the jail is gone its pipes hit end-of-file at once (every process that
+            // could hold them died with its pid namespace); a stray holder outside it
+            // cannot keep the call waiting, even when nothing more is written.
+            _ = async {
+                match drain_until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            }, if drain_until.is_some() => break,
         }
     }
     Ok(((captures.0.output, captures.1.output), killed_for))
