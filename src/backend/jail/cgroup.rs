@@ -16,10 +16,11 @@
 //! live in a cgroup on its own, and a process cloned by a thread starts in that thread's
 //! cgroups. So each pooled v1 call cgroup keeps one airlock thread inside it (moved there
 //! once, when the cgroup is made) and the jail is cloned from that thread: it is born in
-//! its cgroup, with no move at all (and the backend's job lets it go from there too, so
-//! the child never waits for the caller's thread to wake up). Memory is charged by address
-//! space, not by thread, so the resident thread charges nothing to the call; it counts as
-//! one task towards pids.max, which is raised by one to match.
+//! its cgroup, with no move at all (the same job writes its maps and, for a call, hands it
+//! the call, so the child never waits for the caller's thread to wake up; a jail cloned
+//! ahead of its call is born in the cgroup it will run the call in). Memory is charged by
+//! address space, not by thread, so the resident thread charges nothing to the call; it
+//! counts as one task towards pids.max, which is raised by one to match.
 
 use std::{
     fs::{File, OpenOptions},
