@@ -15,16 +15,16 @@
 
 use std::{
     ffi::CString,
-    os::fd::OwnedFd,
-    path::{Path, PathBuf},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::OpenOptionsExt,
+    },
+    path::PathBuf,
 };
 
-use landlock::{
-    ABI, Access as _, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
-};
+use landlock::{ABI, Access as _, AccessFs, BitFlags, Scope};
 
-use super::plan::Access;
+use super::{plan::Access, sys};
 
 /// Why a ruleset could not be built (the call is refused: Landlock was required).
 #[derive(Debug, thiserror::Error)]
@@ -77,27 +77,51 @@ pub fn child_rules(abi: ABI) -> Vec<(CString, u64)> {
 /// Builds the call's ruleset: every right of `abi` handled (so anything not granted is
 /// denied), signals and abstract unix sockets scoped to the jail where the ABI has scopes,
 /// and one rule per host path of the plan. Returns the ruleset's descriptor.
+///
+/// With the raw system calls (it is on every call's critical path): per path one `open`
+/// (the rule's descriptor, following symlinks as the binds' sources do), one `fstat` of it
+/// (a directory or a file decides the rights) and the rule. The `landlock` crate's
+/// builder resolved each path twice (`is_dir`, then the descriptor), which could also
+/// disagree if the path changed in between.
 pub fn ruleset(abi: ABI, paths: &[(PathBuf, Access)]) -> Result<OwnedFd, LandlockError> {
-    let create = |e: landlock::RulesetError| LandlockError::Create(e.to_string());
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(create)?;
-    let scopes = Scope::from_all(abi);
-    if !scopes.is_empty() {
-        ruleset = ruleset.scope(scopes).map_err(create)?;
+    /// `struct landlock_ruleset_attr`: a kernel that knows fewer fields accepts it as long
+    /// as the ones it does not know are zero.
+    #[repr(C)]
+    struct RulesetAttr {
+        handled_access_fs: u64,
+        handled_access_net: u64,
+        scoped: u64,
     }
-    let mut created = ruleset.create().map_err(create)?;
+    let attr = RulesetAttr {
+        handled_access_fs: AccessFs::from_all(abi).bits(),
+        handled_access_net: 0,
+        scoped: Scope::from_all(abi).bits(),
+    };
+    // SAFETY: a pointer to a live, initialized attribute struct and its size; no flags.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const RulesetAttr,
+            std::mem::size_of::<RulesetAttr>(),
+            0u32,
+        )
+    };
+    let created = i32::try_from(created).unwrap_or(-1);
+    if created < 0 {
+        return Err(LandlockError::Create(std::io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: the kernel returned a new descriptor that only we own.
+    let ruleset = unsafe { OwnedFd::from_raw_fd(created) };
     for (path, access) in paths {
-        let rule_error = |reason: String| LandlockError::Rule { path: path.clone(), reason };
-        let is_dir = Path::new(path).is_dir();
-        let fd = PathFd::new(path).map_err(|e| rule_error(e.to_string()))?;
-        created = created
-            .add_rule(PathBeneath::new(fd, access_rights(abi, *access, is_dir)))
-            .map_err(|e| rule_error(e.to_string()))?;
+        let rule_error =
+            |reason: std::io::Error| LandlockError::Rule { path: path.clone(), reason: reason.to_string() };
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path).map_err(rule_error)?;
+        let is_dir = file.metadata().map_err(rule_error)?.is_dir();
+        let rights = access_rights(abi, *access, is_dir).bits();
+        sys::landlock_add_path_rule(ruleset.as_raw_fd(), rights, file.as_raw_fd())
+            .map_err(|errno| rule_error(std::io::Error::from_raw_os_error(errno)))?;
     }
-    let fd: Option<OwnedFd> = created.into();
-    fd.ok_or_else(|| LandlockError::Create("the kernel returned no ruleset".into()))
+    Ok(ruleset)
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ use crate::{
     policy::{Grant, Layer, Program, SeccompGrant},
 };
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
-use plan::{HostLayout, PlanError, Prepared};
+use plan::{HostLayout, MountOp, PlanError, Prepared, Tree};
 use prepared::PreparedTree;
 use ready::{Cloner, Cloning, ReadyJail, ReadyPool, Running};
 use seccomp::{CompiledSeccomp, SeccompProfile};
@@ -146,28 +146,58 @@ pub struct JailReport {
 }
 
 /// What the host looks like to the jail: its layout and, when airlock may create a tmpfs,
-/// the prepared /etc and /dev built from it (each reused while its entries are unchanged).
+/// the prepared /etc, /dev and root built from it (each reused while its entries and the
+/// host's mounts are unchanged).
 #[derive(Debug, Clone)]
 struct Host {
     probed: Instant,
     layout: Arc<HostLayout>,
+    /// A digest of this process's mount table when the trees were checked: a tree binds
+    /// host paths with the mounts beneath them as they were then.
+    mounts: u64,
     etc: Option<Arc<PreparedTree>>,
     dev: Option<Arc<PreparedTree>>,
+    root: Option<Arc<PreparedTree>>,
 }
 
 impl Host {
-    /// Reads the layout; `known` is the last probe's prepared trees.
+    /// Reads the layout; `known` is the last probe's prepared trees, reused while they hold
+    /// what the host has and nothing was mounted or unmounted since.
     fn probe(known: Option<&Host>) -> Host {
         let layout = Arc::new(HostLayout::probe());
+        let mounts = mount_table_digest();
+        let known = known.filter(|host| host.mounts == mounts);
         let etc = prepare("/etc", &plan::etc_tree(&layout), known.and_then(|host| host.etc.clone()));
         let dev = prepare("/dev", &plan::dev_tree(&layout.devices), known.and_then(|host| host.dev.clone()));
-        Host { probed: Instant::now(), layout, etc, dev }
+        let root = match (&etc, &dev) {
+            (Some(etc), Some(dev)) => {
+                let spec = plan::root_tree(&layout);
+                let known = known.and_then(|host| host.root.clone()).filter(|root| root.holds_with(&spec, &[etc, dev]));
+                known.or_else(|| {
+                    PreparedTree::build_root(&spec, vec![("etc", etc.clone()), ("dev", dev.clone())])
+                        .inspect_err(|error| tracing::debug!("jail: each jail makes its own root ({error})"))
+                        .ok()
+                        .map(Arc::new)
+                })
+            }
+            _ => None,
+        };
+        Host { probed: Instant::now(), layout, mounts, etc, dev, root }
     }
 
     /// The trees the child gets prepared.
     fn prepared(&self) -> Prepared {
-        Prepared { etc: self.etc.is_some(), dev: self.dev.is_some() }
+        Prepared { etc: self.etc.is_some(), dev: self.dev.is_some(), root: self.root.is_some() }
     }
+}
+
+/// A digest of `/proc/self/mountinfo` (0 when it cannot be read: then every probe differs
+/// from none, and trees are checked as before).
+fn mount_table_digest() -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    std::fs::read("/proc/self/mountinfo").unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `known` if it holds `spec`, else a new tree of it; `None` when airlock cannot make one
@@ -501,14 +531,24 @@ impl JailBackend {
         let (stdout_read, stdout_write) = pipe().map_err(resource("stdout pipe"))?;
         let (stderr_read, stderr_write) = pipe().map_err(resource("stderr pipe"))?;
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        // Only the prepared trees the plan clones travel to the child.
+        let tree = |wanted: Tree, prepared: &Option<Arc<PreparedTree>>| match prepared {
+            Some(prepared)
+                if plan.root.ops.iter().any(|op| matches!(op, MountOp::Prepared { tree, .. } if *tree == wanted)) =>
+            {
+                prepared.fd()
+            }
+            _ => -1,
+        };
         let call = Call {
             plan: &*plan as *const ChildPlan,
             stdin: stdin_read.as_raw_fd(),
             stdout: stdout_write.as_raw_fd(),
             stderr: stderr_write.as_raw_fd(),
             landlock: raw(&ruleset),
-            etc: host.etc.as_ref().map_or(-1, |etc| etc.fd()),
-            dev: host.dev.as_ref().map_or(-1, |dev| dev.fd()),
+            etc: tree(Tree::Etc, &host.etc),
+            dev: tree(Tree::Dev, &host.dev),
+            root: tree(Tree::Root, &host.root),
             executable: raw(&exec_fd),
         };
 
@@ -521,7 +561,7 @@ impl JailBackend {
             _waiting: waiting,
             _plan: plan,
             stack: Some(stack),
-            _prepared: (host.etc.clone(), host.dev.clone()),
+            _prepared: [host.etc.clone(), host.dev.clone(), host.root.clone()],
         };
         // The child has its own copies of the call's descriptors.
         drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd));
@@ -581,9 +621,9 @@ struct Jailed {
     reaped: Option<(i32, libc::rusage)>,
     _waiting: Box<Waiting>,
     _plan: Box<ChildPlan>,
-    /// The prepared /etc and /dev the child clones (their descriptors must stay open until
-    /// then).
-    _prepared: (Option<Arc<PreparedTree>>, Option<Arc<PreparedTree>>),
+    /// The prepared /etc, /dev and root the child clones (their descriptors must stay open
+    /// until then).
+    _prepared: [Option<Arc<PreparedTree>>; 3],
     /// Taken back for reuse once the child is reaped.
     stack: Option<ChildStack>,
 }

@@ -195,6 +195,8 @@ pub enum Tree {
     Etc,
     /// `/dev`: [`dev_tree`].
     Dev,
+    /// The root itself: [`root_tree`], with the prepared /etc and /dev on it.
+    Root,
 }
 
 /// Which trees the child gets prepared (the others it makes entry by entry).
@@ -202,6 +204,8 @@ pub enum Tree {
 pub struct Prepared {
     pub etc: bool,
     pub dev: bool,
+    /// The prepared root (it holds the prepared /etc and /dev).
+    pub root: bool,
 }
 
 /// The symlinks of the jail's /dev.
@@ -224,6 +228,9 @@ const DEVICE_ATTRS: u64 = attr::NOSUID | attr::NOEXEC;
 /// The attributes of the top of a prepared tree as the jail sees it (its binds keep their
 /// own, [`ETC_BIND_ATTRS`] and [`DEVICE_ATTRS`]).
 pub const PREPARED_ATTRS: u64 = attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC;
+
+/// The attributes of a bound system directory, and of the sealed root.
+pub const SYSTEM_ATTRS: u64 = attr::RDONLY | attr::NOSUID | attr::NODEV;
 
 /// A tree that can be prepared once for every call: its entries (files copied, symlinks,
 /// mount points), and the host paths bound onto some of those mount points, with the
@@ -264,6 +271,33 @@ pub fn dev_tree(devices: &[String]) -> TreeSpec {
         .map(|device| TreeBind { name: device.clone(), source: Path::new("/dev").join(device), attrs: DEVICE_ATTRS })
         .collect();
     TreeSpec { entries: mount_points.chain(links).collect(), binds }
+}
+
+/// The mount points every jail's root has besides the system directories: its /etc and
+/// /dev (prepared trees), its private /tmp, the workspace and its /proc.
+const ROOT_MOUNT_POINTS: [&str; 5] = ["/etc", "/dev", "/tmp", WORKSPACE, "/proc"];
+
+/// The jail's root as far as it is the same for every call: the system directories bound
+/// read-only (as [`root_plan`] binds them), their symlinks, and empty directories as the
+/// mount points of [`ROOT_MOUNT_POINTS`]. The prepared /etc and /dev go on it.
+pub fn root_tree(layout: &HostLayout) -> TreeSpec {
+    let mut entries = Vec::new();
+    let mut binds = Vec::new();
+    for (path, entry) in &layout.system {
+        let name = path.trim_start_matches('/').to_string();
+        match entry {
+            HostEntry::Dir => {
+                entries.push((name.clone(), HostEntry::Dir));
+                binds.push(TreeBind { name, source: PathBuf::from(path), attrs: SYSTEM_ATTRS });
+            }
+            HostEntry::Symlink(target) => entries.push((name, HostEntry::Symlink(target.clone()))),
+            HostEntry::File(_) | HostEntry::LargeFile => {}
+        }
+    }
+    for point in ROOT_MOUNT_POINTS {
+        entries.push((point.trim_start_matches('/').to_string(), HostEntry::Dir));
+    }
+    TreeSpec { entries, binds }
 }
 
 impl MountOp {
@@ -388,8 +422,40 @@ pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option
 ///
 /// `prepared`: the trees the child gets prepared (one recursive clone of a tmpfs that
 /// already holds the entries and binds of [`etc_tree`] or [`dev_tree`]) instead of making
-/// their entries and binds one by one.
+/// their entries and binds one by one. With the prepared root ([`root_tree`]), everything
+/// up to /tmp is one clone, when the grant needs no mount point of its own in the root
+/// (an absolute guest path outside /tmp, say): the shared root cannot be written.
 pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Result<RootPlan, PlanError> {
+    if prepared.root && prepared.etc && prepared.dev {
+        match plan(layout, grant, prepared, true) {
+            Err(Fallback::OwnRoot) => {}
+            Err(Fallback::Plan(error)) => return Err(error),
+            Ok(plan) => return Ok(plan),
+        }
+    }
+    plan(layout, grant, Prepared { root: false, ..prepared }, false).map_err(|fallback| match fallback {
+        Fallback::Plan(error) => error,
+        Fallback::OwnRoot => PlanError::Target { guest: "/".into(), reason: "no root of its own".into() },
+    })
+}
+
+/// Why a plan on the shared root was not made.
+enum Fallback {
+    /// The grant needs a mount point the shared root lacks: the jail makes its own root.
+    OwnRoot,
+    Plan(PlanError),
+}
+
+impl From<PlanError> for Fallback {
+    fn from(error: PlanError) -> Fallback {
+        Fallback::Plan(error)
+    }
+}
+
+/// [`root_plan`] on the prepared root (`shared`: every entry of [`root_tree`] is there,
+/// /etc and /dev too, and nothing may be created outside the call's own /tmp) or on a
+/// tmpfs of the jail's own.
+fn plan(layout: &HostLayout, grant: &Grant, prepared: Prepared, shared: bool) -> Result<RootPlan, Fallback> {
     let workspace = grant.workspace.as_deref();
     // The grant's binds, by target depth so that a parent never covers a child.
     let mut binds: Vec<(PathBuf, &Mount)> = Vec::new();
@@ -406,6 +472,9 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
     // The template is shared and read-only: a grant that mounts something under /etc needs
     // its mount point made in this jail's own /etc.
     let etc_template = prepared.etc && !binds.iter().any(|(target, _)| target.starts_with("/etc"));
+    if shared && !etc_template {
+        return Err(Fallback::OwnRoot);
+    }
 
     // Every host path bound by path: the staging directory must not overlap any.
     let mut sources: Vec<&Path> = Vec::new();
@@ -426,14 +495,29 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
         cstring(staging_path.join(guest.strip_prefix("/").unwrap_or(guest)))
     };
 
-    let mut ops = vec![MountOp::Tmpfs { target: cstring(staging)?, options: cstring(ROOT_TMPFS_OPTIONS)? }];
+    let mut ops = match shared {
+        true => vec![MountOp::Prepared { tree: Tree::Root, target: cstring(staging)? }],
+        false => vec![MountOp::Tmpfs { target: cstring(staging)?, options: cstring(ROOT_TMPFS_OPTIONS)? }],
+    };
     let mut landlock = Vec::new();
-    // Directories created so far in the root tmpfs, and targets under a bind (which exist
-    // in the bound tree, or the bind fails and says so).
+    // Directories created so far in the root (all of the shared root's), and targets under
+    // a bind (which exist in the bound tree, or the bind fails and says so).
     let mut made: Vec<PathBuf> = vec![PathBuf::from("/")];
+    if shared {
+        let spec = root_tree(layout);
+        made.extend(
+            spec.entries
+                .iter()
+                .filter(|(_, entry)| *entry == HostEntry::Dir)
+                .map(|(name, _)| Path::new("/").join(name)),
+        );
+    }
     let mut bound: Vec<PathBuf> = Vec::new();
+    // The shared root is read-only for every jail: only the call's own /tmp takes new
+    // entries.
+    let may_create = |path: &Path| !shared || path.starts_with("/tmp");
     let make_dirs =
-        |ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, bound: &[PathBuf], dir: &Path| -> Result<(), PlanError> {
+        |ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, bound: &[PathBuf], dir: &Path| -> Result<(), Fallback> {
             let mut partial = PathBuf::from("/");
             for component in dir.components().skip(1) {
                 partial.push(component);
@@ -441,6 +525,9 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
                     return Ok(());
                 }
                 if !made.contains(&partial) {
+                    if !may_create(&partial) {
+                        return Err(Fallback::OwnRoot);
+                    }
                     ops.push(MountOp::Dir { path: at(&partial)? });
                     made.push(partial.clone());
                 }
@@ -453,24 +540,24 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
         let guest = Path::new(path);
         match entry {
             HostEntry::Dir => {
-                make_dirs(&mut ops, &mut made, &bound, guest)?;
-                ops.push(MountOp::Bind {
-                    source: cstring(path)?,
-                    target: at(guest)?,
-                    attrs: attr::RDONLY | attr::NOSUID | attr::NODEV,
-                });
+                if !shared {
+                    make_dirs(&mut ops, &mut made, &bound, guest)?;
+                    ops.push(MountOp::Bind { source: cstring(path)?, target: at(guest)?, attrs: SYSTEM_ATTRS });
+                }
                 bound.push(guest.to_path_buf());
                 landlock.push((guest.to_path_buf(), Access::ReadExec));
             }
-            HostEntry::Symlink(target) => ops.push(MountOp::Symlink { target: cstring(target)?, path: at(guest)? }),
-            HostEntry::File(_) | HostEntry::LargeFile => {}
+            HostEntry::Symlink(target) if !shared => {
+                ops.push(MountOp::Symlink { target: cstring(target)?, path: at(guest)? })
+            }
+            HostEntry::Symlink(_) | HostEntry::File(_) | HostEntry::LargeFile => {}
         }
     }
 
     // /etc: small files copied, symlinks recreated, directories and large files bound; the
     // prepared tree holds all of it (the binds too: see [`etc_tree`]).
     make_dirs(&mut ops, &mut made, &bound, Path::new("/etc"))?;
-    if etc_template {
+    if etc_template && !shared {
         ops.push(MountOp::Prepared { tree: Tree::Etc, target: at(Path::new("/etc"))? });
     }
     for ((name, entry), host) in layout.etc.iter().zip(&etc_paths) {
@@ -498,7 +585,7 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
     // /dev: the device nodes, and the usual symlinks (the prepared tree holds them all:
     // see [`dev_tree`]).
     make_dirs(&mut ops, &mut made, &bound, Path::new("/dev"))?;
-    if prepared.dev {
+    if prepared.dev && !shared {
         ops.push(MountOp::Prepared { tree: Tree::Dev, target: at(Path::new("/dev"))? });
     }
     for (device, host) in layout.devices.iter().zip(&dev_paths) {
@@ -532,6 +619,9 @@ pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Resu
                 make_dirs(&mut ops, &mut made, &bound, parent)?;
             }
             if !bound.iter().any(|b| target.starts_with(b)) {
+                if !may_create(target) {
+                    return Err(Fallback::OwnRoot);
+                }
                 ops.push(MountOp::EmptyFile { path: at(target)? });
             }
         }
@@ -743,7 +833,7 @@ mod tests {
 
     #[test]
     fn with_the_prepared_etc_etc_is_one_clone_that_holds_its_entries_and_binds() {
-        let with = root_plan(&layout(), &grant("/home/u/ws"), Prepared { etc: true, dev: false }).unwrap();
+        let with = root_plan(&layout(), &grant("/home/u/ws"), Prepared { etc: true, dev: false, root: false }).unwrap();
         let template = index(&with.ops, &MountOp::Prepared { tree: Tree::Etc, target: c"/mnt/etc".into() });
         let etc_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/etc".into() });
         assert!(etc_dir < template);
@@ -767,7 +857,7 @@ mod tests {
         // A grant that mounts under /etc gets its own /etc, made file by file.
         let mut grant = grant("/home/u/ws");
         grant.mounts.push(Mount { host: "/etc/hostname".into(), guest: "/etc/hostname".into(), writable: false });
-        let own = root_plan(&layout(), &grant, Prepared { etc: true, dev: false }).unwrap();
+        let own = root_plan(&layout(), &grant, Prepared { etc: true, dev: false, root: false }).unwrap();
         assert!(!own.ops.iter().any(|op| matches!(op, MountOp::Prepared { .. })));
         index(&own.ops, &MountOp::EmptyFile { path: c"/mnt/etc/hostname".into() });
     }
@@ -776,7 +866,7 @@ mod tests {
     fn with_the_prepared_dev_dev_is_one_clone_that_holds_the_devices() {
         let mut layout = layout();
         layout.devices = vec!["null".into(), "urandom".into()];
-        let with = root_plan(&layout, &grant("/home/u/ws"), Prepared { etc: false, dev: true }).unwrap();
+        let with = root_plan(&layout, &grant("/home/u/ws"), Prepared { etc: false, dev: true, root: false }).unwrap();
         let dev = index(&with.ops, &MountOp::Prepared { tree: Tree::Dev, target: c"/mnt/dev".into() });
         let dev_dir = index(&with.ops, &MountOp::Dir { path: c"/mnt/dev".into() });
         assert!(dev_dir < dev);
@@ -788,6 +878,64 @@ mod tests {
         let per_call = made_under(&without.ops, "/dev");
         assert!(per_call.1.contains(&("null".into(), "/dev/null".into(), attr::NOSUID | attr::NOEXEC)));
         assert_eq!(per_call, spec_under(&dev_tree(&layout.devices)));
+    }
+
+    #[test]
+    fn with_the_prepared_root_all_up_to_tmp_is_one_clone_unless_the_grant_needs_a_mount_point_in_it() {
+        let all = Prepared { etc: true, dev: true, root: true };
+        let mut ws_only = grant("/home/u/ws");
+        ws_only.mounts.retain(|m| !m.host.starts_with("/opt"));
+        let shared = root_plan(&layout(), &ws_only, all).unwrap();
+        assert_eq!(shared.ops[0], MountOp::Prepared { tree: Tree::Root, target: c"/mnt".into() });
+        // Nothing is made in the shared root.
+        let makes = |op: &MountOp| {
+            matches!(
+                op,
+                MountOp::Dir { .. } | MountOp::EmptyFile { .. } | MountOp::FileCopy { .. } | MountOp::Symlink { .. }
+            )
+        };
+        assert!(!shared.ops.iter().any(makes), "{:#?}", shared.ops);
+        // The plan on a root of the jail's own, without what the tree holds (each such op is
+        // checked against the tree), is the plan on the shared root after its clone.
+        let own = root_plan(&layout(), &ws_only, Prepared { root: false, ..all }).unwrap();
+        assert_eq!(shared.landlock, own.landlock);
+        let spec = root_tree(&layout());
+        let name = |path: &CString| path.to_str().unwrap().trim_start_matches("/mnt/").to_string();
+        let entry = |path: &CString| spec.entries.iter().find(|(n, _)| *n == name(path)).map(|(_, e)| e.clone());
+        let per_call: Vec<MountOp> = own.ops[1..]
+            .iter()
+            .filter(|op| match op {
+                MountOp::Dir { path } => entry(path) != Some(HostEntry::Dir),
+                MountOp::Symlink { target, path } => {
+                    assert_eq!(entry(path), Some(HostEntry::Symlink(PathBuf::from(target.to_str().unwrap()))));
+                    false
+                }
+                MountOp::Bind { source, target, attrs } if source.to_str().unwrap() == "/usr" => {
+                    let bind = TreeBind { name: name(target), source: "/usr".into(), attrs: *attrs };
+                    assert!(spec.binds.contains(&bind), "{op:?}");
+                    false
+                }
+                MountOp::Prepared { tree, .. } => {
+                    assert!(matches!(tree, Tree::Etc | Tree::Dev));
+                    false
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        assert_eq!(shared.ops[1..], per_call[..]);
+        let tmp = MountOp::Tmpfs { target: c"/mnt/tmp".into(), options: c"size=64m,nr_inodes=65536,mode=1777".into() };
+        // An absolute guest path outside /tmp needs a mount point in the root: the jail
+        // makes its own.
+        let with_opt = root_plan(&layout(), &grant("/home/u/ws"), all).unwrap();
+        assert!(matches!(with_opt.ops[0], MountOp::Tmpfs { .. }), "{:?}", with_opt.ops[0]);
+        index(&with_opt.ops, &MountOp::Dir { path: c"/mnt/opt".into() });
+        // One under /tmp gets its mount point in the call's own /tmp: the shared root serves.
+        let mut under_tmp = ws_only.clone();
+        under_tmp.mounts.push(Mount { host: "/opt/cargo".into(), guest: "/tmp/cargo".into(), writable: false });
+        let plan = root_plan(&layout(), &under_tmp, all).unwrap();
+        assert_eq!(plan.ops[0], MountOp::Prepared { tree: Tree::Root, target: c"/mnt".into() });
+        assert!(index(&plan.ops, &MountOp::Dir { path: c"/mnt/tmp/cargo".into() }) > index(&plan.ops, &tmp));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Trees of the jail's root that are the same for every call, prepared once: `/etc` (the
 //! allow-listed files, their symlinks, and the host's directories and large files bound
-//! read-only onto their mount points) and `/dev` (the host's device nodes bound onto their
-//! mount points, and the usual symlinks). Each is a detached tmpfs (never mounted in any
-//! namespace the host sees) with its binds attached to it, that each jail clones onto its
-//! root with one recursive `open_tree` + `move_mount`, instead of creating a file and
-//! binding a host path per entry per call.
+//! read-only onto their mount points), `/dev` (the host's device nodes bound onto their
+//! mount points, and the usual symlinks), and the root itself (the system directories
+//! bound read-only, their symlinks, the mount points of /tmp, the workspace and /proc, and
+//! a clone of /etc and of /dev). Each is a detached tmpfs (never mounted in any namespace
+//! the host sees) with its binds attached to it, that each jail clones with one recursive
+//! `open_tree` + `move_mount`, instead of creating a file and binding a host path per
+//! entry per call.
 //!
 //! Owns: [`PreparedTree`] (the tmpfs, held by a descriptor) and building it from a
 //! [`TreeSpec`]: each bind gets the attributes the jail would give it (a clone keeps every
@@ -29,10 +31,11 @@ use std::{
         unix::fs::MetadataExt,
     },
     path::PathBuf,
+    sync::Arc,
 };
 
 use super::{
-    plan::{HostEntry, TreeSpec, attr},
+    plan::{HostEntry, PREPARED_ATTRS, TreeSpec, attr},
     sys,
 };
 
@@ -47,14 +50,27 @@ pub struct PreparedTree {
     spec: TreeSpec,
     /// The bound host paths and the (device, inode) they had when bound.
     bound: Vec<(PathBuf, (u64, u64))>,
+    /// The prepared trees cloned onto it (the root's /etc and /dev).
+    nested: Vec<Arc<PreparedTree>>,
 }
 
 impl PreparedTree {
     /// Builds the tree of `spec`: files copied (0644), symlinks recreated, an empty
     /// directory or file as the mount point of each directory or large file, then each host
-    /// path bound onto its mount point.
+    /// path bound onto its mount point. Its tmpfs is `nosuid`, `nodev` and `noexec`.
     pub fn build(spec: &TreeSpec) -> io::Result<PreparedTree> {
-        let mount = new_tmpfs()?;
+        PreparedTree::build_on(spec, attr::NOSUID | attr::NODEV | attr::NOEXEC, Vec::new())
+    }
+
+    /// The jail's root ([`plan::root_tree`]): as [`PreparedTree::build`], its tmpfs
+    /// `nosuid` and `nodev` (as the root a jail makes itself), with a clone of each of
+    /// `nested` (name, tree) on its mount point.
+    pub fn build_root(spec: &TreeSpec, nested: Vec<(&str, Arc<PreparedTree>)>) -> io::Result<PreparedTree> {
+        PreparedTree::build_on(spec, attr::NOSUID | attr::NODEV, nested)
+    }
+
+    fn build_on(spec: &TreeSpec, attrs: u64, nested: Vec<(&str, Arc<PreparedTree>)>) -> io::Result<PreparedTree> {
+        let mount = new_tmpfs(attrs)?;
         for (name, entry) in &spec.entries {
             let name = CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
             let dir = mount.as_raw_fd();
@@ -81,9 +97,16 @@ impl PreparedTree {
             let identity = bind_into(&mount, &name, &source, bind.attrs)?;
             bound.push((bind.source.clone(), identity));
         }
+        let mut trees = Vec::new();
+        for (name, tree) in nested {
+            let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let target = open_mount_point(&mount, &name)?;
+            sys::clone_tree_fd(tree.fd(), target.as_raw_fd(), PREPARED_ATTRS).map_err(io::Error::from_raw_os_error)?;
+            trees.push(tree);
+        }
         set_read_only(&mount)?;
         can_clone(&mount)?;
-        Ok(PreparedTree { mount, spec: spec.clone(), bound })
+        Ok(PreparedTree { mount, spec: spec.clone(), bound, nested: trees })
     }
 
     /// Whether this tree holds exactly `spec`, with every bound host path still the one
@@ -93,6 +116,13 @@ impl PreparedTree {
             && self.bound.iter().all(|(path, identity)| {
                 std::fs::symlink_metadata(path).is_ok_and(|meta| (meta.dev(), meta.ino()) == *identity)
             })
+    }
+
+    /// [`PreparedTree::holds`], and its nested trees are `nested` (not older ones).
+    pub fn holds_with(&self, spec: &TreeSpec, nested: &[&Arc<PreparedTree>]) -> bool {
+        self.holds(spec)
+            && self.nested.len() == nested.len()
+            && self.nested.iter().zip(nested).all(|(mine, theirs)| Arc::ptr_eq(mine, theirs))
     }
 
     /// The descriptor the child clones.
@@ -114,8 +144,8 @@ fn syscall_fd(rc: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `fsopen("tmpfs")` + `fsconfig` + `fsmount`: a detached tmpfs, nosuid, nodev, noexec.
-fn new_tmpfs() -> io::Result<OwnedFd> {
+/// `fsopen("tmpfs")` + `fsconfig` + `fsmount`: a detached tmpfs with `attrs`.
+fn new_tmpfs(attrs: u64) -> io::Result<OwnedFd> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
@@ -146,7 +176,6 @@ fn new_tmpfs() -> io::Result<OwnedFd> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    let attrs = attr::NOSUID | attr::NODEV | attr::NOEXEC;
     // SAFETY: integer arguments only.
     syscall_fd(unsafe { libc::syscall(libc::SYS_fsmount, context.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
 }
@@ -170,12 +199,17 @@ fn bind_into(mount: &OwnedFd, name: &CString, source: &CString, attrs: u64) -> i
     // SAFETY: open_path_no_symlinks returned a new descriptor that only we own.
     let path = unsafe { OwnedFd::from_raw_fd(path) };
     let identity = std::fs::File::from(path.try_clone()?).metadata().map(|meta| (meta.dev(), meta.ino()))?;
+    let target = open_mount_point(mount, name)?;
+    sys::bind_fd_private(path.as_raw_fd(), target.as_raw_fd(), attrs).map_err(io::Error::from_raw_os_error)?;
+    Ok(identity)
+}
+
+/// A path descriptor of `name` (made by the build) under the detached tree `mount`.
+fn open_mount_point(mount: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
     // SAFETY: openat of a NUL-terminated name under our own tmpfs's descriptor.
     let target =
         unsafe { libc::openat(mount.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
-    let target = syscall_fd(libc::c_long::from(target))?;
-    sys::bind_fd_private(path.as_raw_fd(), target.as_raw_fd(), attrs).map_err(io::Error::from_raw_os_error)?;
-    Ok(identity)
+    syscall_fd(libc::c_long::from(target))
 }
 
 /// Checks that this kernel lets a detached tree be cloned with its binds

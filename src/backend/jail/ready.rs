@@ -14,11 +14,13 @@
 //! taken once), or leave one behind (a dropped ready jail is killed and reaped, and its
 //! cgroup goes back).
 //!
-//! When the filler clones: after the last jail handed a call has exited (or after
-//! [`SETTLE_MAX`]). A clone that overlaps a jail's set-up or exit slows that jail by more
-//! than the clone saves (both take the kernel's namespace and mount locks, on two shared
-//! cores); between an agent's calls it costs the calls nothing. Back-to-back calls empty
-//! the pool and clone their own jails, as without it.
+//! When the filler clones: once the last jail handed a call has exited (or after
+//! [`SETTLE_MAX`]) and no call was handed one for [`QUIET`] since. A clone that overlaps a
+//! jail's set-up or exit slows that jail by more than the clone saves (both take the
+//! kernel's namespace and mount locks, on two shared cores); between an agent's calls it
+//! costs the calls nothing. Back-to-back calls empty the pool and clone their own jails,
+//! as without it (refilled after each exit, the pool served every back-to-back call a
+//! jail, each slowed by the next one's clone: no faster than cloning at the call).
 //!
 //! What a waiting jail holds: its namespaces, a stack, a call cgroup (limits are written
 //! when the call takes it), one pooled network namespace, and no descriptor of airlock's
@@ -51,6 +53,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long the filler waits for the last jail handed a call to exit before it clones the
 /// next anyway (a long-running tool must not keep the pool empty).
 const SETTLE_MAX: Duration = Duration::from_millis(50);
+
+/// How long no call may be handed a jail, after the last one exited, before the filler
+/// clones: back to back, the next call's jail is handed well within this of the last
+/// one's exit (the caller's bookkeeping and the next call's plan take a few hundred
+/// microseconds), and a clone then would overlap its set-up.
+const QUIET: Duration = Duration::from_millis(2);
 
 /// Whose thread clones a jail when its cgroup has no resident thread to do it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,6 +403,9 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
         };
         if let Some(pidfd) = running {
             wait_for_exit(&pidfd);
+            if !stayed_quiet(shared) {
+                continue;
+            }
         }
         let cgroup = match &cloner.cgroups {
             Some(cgroups) => match cgroups.reserve() {
@@ -437,6 +448,15 @@ fn wait_for_exit(pidfd: &OwnedFd) {
     let timeout = i32::try_from(SETTLE_MAX.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: polls one local pollfd; an interruption only ends the wait early.
     unsafe { libc::poll(&mut poll, 1, timeout) };
+}
+
+/// Waits [`QUIET`]; true when no jail was handed a call meanwhile and the pool still runs.
+fn stayed_quiet(shared: &Shared) -> bool {
+    let Some(state) = shared.lock() else { return false };
+    match shared.wake.wait_timeout_while(state, QUIET, |state| !state.stop && state.running.is_none()) {
+        Ok((state, _)) => !state.stop && state.running.is_none(),
+        Err(_) => false,
+    }
 }
 
 /// Waits [`RETRY_AFTER`], or until the pool stops.

@@ -26,7 +26,7 @@ use std::{
 
 use super::{
     netns::PooledNetns,
-    plan::{MountOp, PREPARED_ATTRS, RootPlan, Tree, attr},
+    plan::{MountOp, PREPARED_ATTRS, RootPlan, SYSTEM_ATTRS, Tree, attr},
     seccomp::CompiledSeccomp,
     sys,
 };
@@ -268,6 +268,8 @@ struct ChildFds {
     dev: i32,
     /// The pinned executable, or -1.
     executable: i32,
+    /// The prepared root (a detached tmpfs), or -1.
+    root: i32,
 }
 
 /// What a cloned child starts from, until its call arrives: the two descriptors it keeps of
@@ -340,6 +342,8 @@ pub struct Call {
     pub dev: RawFd,
     /// The pinned executable, or -1.
     pub executable: RawFd,
+    /// The prepared root, or -1.
+    pub root: RawFd,
 }
 
 // SAFETY: the plan pointer is only dereferenced by the child, and the parent keeps the
@@ -351,8 +355,8 @@ const CALL_BYTES: usize = 9;
 
 impl Call {
     /// The call's descriptors in the order they travel (absent ones are -1).
-    fn descriptors(&self) -> [RawFd; 7] {
-        [self.stdin, self.stdout, self.stderr, self.landlock, self.etc, self.dev, self.executable]
+    fn descriptors(&self) -> [RawFd; 8] {
+        [self.stdin, self.stdout, self.stderr, self.landlock, self.etc, self.dev, self.executable, self.root]
     }
 
     /// Sends the call on `socket` (the parent's end of a waiting child's socket). Fails when
@@ -426,7 +430,7 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
     let mut address = [0u8; 8];
     address.copy_from_slice(&data[..8]);
     let plan = u64::from_ne_bytes(address) as usize as *const ChildPlan;
-    let mut slots = [-1; 7];
+    let mut slots = [-1; 8];
     let mut next = 0;
     for (bit, slot) in slots.iter_mut().enumerate() {
         if data[8] & (1 << bit) != 0 {
@@ -444,8 +448,8 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
             *slot = sys::dup_at_least(*slot, 3).map_err(fail)?;
         }
     }
-    let [stdin, stdout, stderr, landlock, etc, dev, executable] = slots;
-    Ok((plan, ChildFds { stdin, stdout, stderr, landlock, etc, dev, executable }))
+    let [stdin, stdout, stderr, landlock, etc, dev, executable, root] = slots;
+    Ok((plan, ChildFds { stdin, stdout, stderr, landlock, etc, dev, executable, root }))
 }
 
 /// Why [`spawn`] failed.
@@ -804,27 +808,32 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
             let _ = sys::close(fd);
             bound
         }
+        // By path, with mount(2): the jail's own procfs, mounted by this set-up a moment
+        // ago, where nothing else can have made a symlink; two calls instead of the six of
+        // a descriptor-based bind (which also makes and frees a mount namespace for its
+        // detached copy).
         MountOp::ProcReadOnly { target } => {
-            let fd = match sys::open_path_no_symlinks(target) {
+            match sys::mount(Some(target), target, None, libc::MS_BIND, None) {
                 // This kernel lacks it (no CONFIG_MAGIC_SYSRQ, say): nothing to protect.
                 Err(libc::ENOENT) => return Ok(()),
                 other => other?,
-            };
-            let bound = sys::bind_fd(fd, fd, attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC);
-            let _ = sys::close(fd);
-            bound
+            }
+            let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+            sys::mount(None, target, None, read_only | libc::MS_NOEXEC, None)
         }
         MountOp::Prepared { tree, target } => {
-            let source = match tree {
-                Tree::Etc => fds.etc,
-                Tree::Dev => fds.dev,
+            let (source, attrs) = match tree {
+                Tree::Etc => (fds.etc, PREPARED_ATTRS),
+                Tree::Dev => (fds.dev, PREPARED_ATTRS),
+                // Sealed as the root a jail makes itself is.
+                Tree::Root => (fds.root, SYSTEM_ATTRS),
             };
             if source < 0 {
                 return Err(libc::EBADF);
             }
             let target = sys::open_path_no_symlinks(target)?;
             // Its binds keep the attributes they were given when the tree was built.
-            let bound = sys::clone_tree_fd(source, target, PREPARED_ATTRS);
+            let bound = sys::clone_tree_fd(source, target, attrs);
             let _ = sys::close(target);
             bound
         }
