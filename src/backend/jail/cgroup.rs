@@ -37,6 +37,11 @@ use std::{
 /// Work run on a resident thread; it says whether the thread may run more.
 type Job = Box<dyn FnOnce() -> AfterJob + Send>;
 
+/// A job sent to a cgroup's resident thread, until its result is taken
+/// ([`CallCgroup::finish_inside`]).
+#[derive(Debug)]
+pub struct InsideJob<R>(mpsc::Receiver<(R, AfterJob)>);
+
 /// What becomes of a resident thread after a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterJob {
@@ -338,6 +343,7 @@ impl Cgroups {
     }
 
     /// A call cgroup with these limits, from the pool or new.
+    #[cfg(test)]
     pub fn take(&self, memory_bytes: u64, pids: u64) -> io::Result<CallCgroup> {
         let mut cgroup = self.reserve()?;
         if let Err(e) = cgroup.prepare(memory_bytes, pids) {
@@ -458,7 +464,20 @@ impl CallCgroup {
     /// born in the cgroup; `None` when there is no such thread (then [`CallCgroup::attach`]
     /// the process). A job that answers [`AfterJob::Retire`] ends the thread: the cgroup
     /// has no resident from then on.
+    #[cfg(test)]
     pub fn run_inside<R: Send + 'static>(&mut self, job: impl FnOnce() -> (R, AfterJob) + Send + 'static) -> Option<R> {
+        let job = self.start_inside(job)?;
+        self.finish_inside(job)
+    }
+
+    /// [`CallCgroup::run_inside`] in two halves: sends `job` to the resident thread and
+    /// returns at once, so that the caller can work while it runs; `None` when there is no
+    /// resident. The job's result must be taken with [`CallCgroup::finish_inside`] before
+    /// anything the job borrows goes away.
+    pub fn start_inside<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> (R, AfterJob) + Send + 'static,
+    ) -> Option<InsideJob<R>> {
         let jobs = self.resident.as_ref()?.jobs.as_ref()?;
         let (done, result) = mpsc::channel();
         jobs.send(Box::new(move || {
@@ -467,7 +486,13 @@ impl CallCgroup {
             after
         }))
         .ok()?;
-        let (value, after) = result.recv().ok()?;
+        Some(InsideJob(result))
+    }
+
+    /// Waits until the job sent by [`CallCgroup::start_inside`] has run, and returns its
+    /// result; `None` when the resident ended without running it.
+    pub fn finish_inside<R>(&mut self, job: InsideJob<R>) -> Option<R> {
+        let (value, after) = job.0.recv().ok()?;
         if after == AfterJob::Retire {
             self.retire_resident();
         }

@@ -51,7 +51,7 @@ use crate::{
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
 use plan::{HostLayout, MountOp, PlanError, Prepared, Tree};
 use prepared::PreparedTree;
-use ready::{Cloner, Cloning, ReadyJail, ReadyPool, Running};
+use ready::{Cloner, Cloning, PendingJail, ReadyJail, ReadyPool, Running};
 use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, Call, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step, Waiting};
 
@@ -244,6 +244,14 @@ pub struct JailBackend {
     seccomp: Mutex<HashMap<(PathBuf, String), CompiledSeccomp>>,
 }
 
+/// The jail a call starts with, before it has the call.
+enum Starting<'a> {
+    /// Cloned ahead, from the pool.
+    Ready(ReadyJail),
+    /// Being cloned for this call.
+    Cloning(PendingJail<'a>),
+}
+
 /// What the first jailed call starts.
 #[derive(Debug)]
 struct Started {
@@ -433,35 +441,58 @@ impl JailBackend {
         Ok(OwnedFd::from(file))
     }
 
-    /// A jail running `call`: a ready one from the pool when there is one (its cgroup gets
-    /// the call's limits first), else one cloned now (in a call cgroup when `cgroups`).
-    fn hand_over(&self, call: Call, grant: &Grant, cgroups: bool) -> Result<Running, JailError> {
+    /// A jail for a call: a ready one from the pool when there is one, else one being
+    /// cloned now (in a call cgroup when `cgroups`) while the caller prepares the call.
+    fn start_jail(&self, cgroups: bool) -> Result<Starting<'_>, JailError> {
+        let started = self.started();
+        // A ready jail without the cgroup the call needs is dropped (killed) unused.
+        if let Some(ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(|r| r.has_cgroup() == cgroups) {
+            return Ok(Starting::Ready(ready));
+        }
+        self.clone_jail(cgroups).map(Starting::Cloning)
+    }
+
+    /// A jail cloned now (in a call cgroup when `cgroups`).
+    fn clone_jail(&self, cgroups: bool) -> Result<PendingJail<'_>, JailError> {
+        let cgroup = match (&self.cgroups, cgroups) {
+            (Ok(pool), true) => Some(pool.reserve().map_err(JailError::Cgroup)?),
+            _ => None,
+        };
+        self.started().cloner.start_clone(cgroup, Cloning::Caller)
+    }
+
+    /// Hands `call` to the jail `starting` gives, its cgroup set to the call's limits first.
+    /// A jail from the pool that died waiting never had the call: one cloned now runs it.
+    fn hand_over(&self, starting: Starting<'_>, call: Call, grant: &Grant) -> Result<Running, JailError> {
         let started = self.started();
         let (memory, pids) = (grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids);
-        let handed = |ready: ReadyJail, started: &Started| {
+        // Err: the jail was gone (whether it had a cgroup, and why the hand-over failed).
+        let hand = |mut ready: ReadyJail| -> Result<Result<Running, JailError>, (bool, io::Error)> {
+            if let Some(cgroup) = ready.cgroup_mut()
+                && let Err(error) = cgroup.prepare(memory, pids)
+            {
+                return Ok(Err(JailError::Cgroup(error)));
+            }
+            if let Err(error) = ready.hand(&call) {
+                return Err((ready.has_cgroup(), error));
+            }
             let running = ready.into_running();
             if let (Some(running), Some(pool)) = (&running, &started.ready) {
                 pool.handed(&running.pidfd);
             }
-            running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
+            Ok(running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice"))))
         };
-        // A ready jail without the cgroup the call needs is dropped (killed) unused.
-        if let Some(mut ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(|r| r.has_cgroup() == cgroups)
-        {
-            if let Some(cgroup) = ready.cgroup_mut() {
-                cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
-            }
-            match ready.hand(&call) {
-                Ok(()) => return handed(ready, started),
-                // It died waiting: it never had the call, so one cloned now runs it.
-                Err(error) => tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call"),
-            }
+        let hand_over = |error: io::Error| JailError::Resource { what: "hand-over of the call", source: error };
+        match starting {
+            Starting::Cloning(pending) => hand(pending.finish()?).unwrap_or_else(|(_, error)| Err(hand_over(error))),
+            Starting::Ready(ready) => match hand(ready) {
+                Ok(running) => running,
+                Err((cgroups, error)) => {
+                    tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call");
+                    hand(self.clone_jail(cgroups)?.finish()?).unwrap_or_else(|(_, error)| Err(hand_over(error)))
+                }
+            },
         }
-        let cgroup = match (&self.cgroups, cgroups) {
-            (Ok(pool), true) => Some(pool.take(memory, pids).map_err(JailError::Cgroup)?),
-            _ => None,
-        };
-        handed(started.cloner.clone_jail(cgroup, Some(call), Cloning::Caller)?, started)
     }
 
     /// Runs the grant's program in the jail and reports how it ended.
@@ -474,11 +505,14 @@ impl JailBackend {
         }
         let layers = self.layers(grant)?;
         let has = |layer: Layer| layers.contains(&layer);
+        let cgroup_memory = has(Layer::Cgroups);
+        // The jail is cloned (or taken ready) first: a clone runs on the cgroup's resident
+        // thread while this one prepares the call. Any failure below drops it (killed).
+        let starting = self.start_jail(cgroup_memory)?;
 
         // Everything the child needs, prepared here: it must not allocate.
         let host = self.host();
         let root = plan::root_plan(&host.layout, grant, host.prepared())?;
-        let cgroup_memory = has(Layer::Cgroups);
         let hard = |resource: u32| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: getrlimit writes into the local struct.
@@ -553,7 +587,7 @@ impl JailBackend {
         };
 
         let started = Instant::now();
-        let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(call, grant, cgroup_memory)?;
+        let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(starting, call, grant)?;
         let mut jailed = Jailed {
             pid,
             pidfd: Some(pidfd),

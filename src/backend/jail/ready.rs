@@ -28,7 +28,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread::JoinHandle,
     time::Duration,
@@ -36,8 +36,8 @@ use std::{
 
 use super::{
     JailError, above_stdio,
-    cgroup::{AfterJob, CallCgroup, Cgroups},
-    netns::{self, NetnsPool},
+    cgroup::{AfterJob, CallCgroup, Cgroups, InsideJob},
+    netns::{self, NetnsPool, PooledNetns},
     pipe,
     spawn::{self, Call, ChildStack, SpawnError, Waiting},
     write_maps,
@@ -103,10 +103,22 @@ impl Cloner {
     /// failure the child is killed and reaped and the cgroup goes back.
     pub fn clone_jail(
         &self,
-        mut cgroup: Option<CallCgroup>,
+        cgroup: Option<CallCgroup>,
         call: Option<Call>,
         cloning: Cloning,
     ) -> Result<ReadyJail, JailError> {
+        let ready = self.start_clone(cgroup, cloning)?.finish()?;
+        if let Some(call) = call {
+            ready.hand(&call).map_err(|source| JailError::Resource { what: "hand-over of the call", source })?;
+        }
+        Ok(ready)
+    }
+
+    /// Starts cloning a jail into `cgroup`: on the cgroup's resident thread when it has one
+    /// (the child is born in the cgroup and mapped there, while this thread goes on: a
+    /// caller prepares its call meanwhile), else here, at once. [`PendingJail::finish`]
+    /// gives the jail.
+    pub fn start_clone(&self, cgroup: Option<CallCgroup>, cloning: Cloning) -> Result<PendingJail<'_>, JailError> {
         let resource = |what: &'static str| move |source| JailError::Resource { what, source };
         let give_back = |cgroup: Option<CallCgroup>| {
             if let (Some(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
@@ -128,45 +140,120 @@ impl Cloner {
             }
         };
         let waiting = Box::new(Waiting::new(child_socket.as_raw_fd(), report_write.as_raw_fd()));
+        let stack = Box::new(stack);
         let mut netns = self.netns.as_ref().ok().and_then(NetnsPool::take);
-
-        // Cloned from the thread that lives in the cgroup when there is one (the child is
-        // born in it), else here and moved in below. The resident also maps the child and
-        // hands it the call right after the clone, so that the child's set-up runs while
-        // this thread wakes up from the hand-off instead of after it.
-        let (uid, gid, socket_at) = (self.uid, self.gid, socket.as_raw_fd());
-        let from_resident = cgroup.as_mut().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
-            let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &stack as *const ChildStack as usize);
+        let (uid, gid) = (self.uid, self.gid);
+        let job = cgroup.as_ref().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
+            let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &*stack as *const ChildStack as usize);
             let netns = netns.take();
-            cgroup.run_inside(move || {
-                // SAFETY: `waiting` and `stack` outlive this job: run_inside returns only once
-                // the job has run, and both are owned by this frame until then.
+            cgroup.start_inside(move || {
+                // SAFETY: `waiting` and `stack` are boxed (they do not move) and outlive this
+                // job: the PendingJail that owns them takes the job's result (in `finish`, or
+                // in its Drop) before it lets them go.
                 let (waiting, stack) = unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
                 let spawned = spawn::spawn(waiting, stack, netns);
-                // Born in its cgroup: once mapped it may have its call. `socket_at` stays open
-                // until run_inside has returned.
-                let released =
-                    spawned.as_ref().ok().map(|(pid, _)| release(*pid, uid, gid, call.as_ref(), waiting, socket_at));
+                // Born in its cgroup: mapped at once, so that it is ready for its call.
+                let mapped = spawned.as_ref().ok().map(|(pid, _)| write_maps(*pid, uid, gid).map_err(JailError::Maps));
                 // A resident stuck in a jail's network namespace runs nothing else.
                 let after =
                     if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
-                ((spawned, released), after)
+                ((spawned, mapped), after)
             })
         });
-        let (spawned, released) = from_resident.unwrap_or_else(|| match spawn::spawn(&waiting, &stack, netns.take()) {
-            Err(SpawnError::Stranded(error)) if cloning == Cloning::Caller => netns::abort_stranded(&error),
-            other => (other, None),
-        });
+        let parts = Parts { socket, child_socket, report, report_write, stack, waiting, cgroup };
+        let mut pending = PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns };
+        if pending.job.is_none() {
+            pending.spawn_here();
+        }
+        Ok(pending)
+    }
+}
+
+/// What a jail is made of before it is cloned.
+#[derive(Debug)]
+struct Parts {
+    socket: OwnedFd,
+    child_socket: OwnedFd,
+    report: OwnedFd,
+    report_write: OwnedFd,
+    stack: Box<ChildStack>,
+    waiting: Box<Waiting>,
+    cgroup: Option<CallCgroup>,
+}
+
+/// What the resident's clone job gives back: the child (pid, pidfd), and whether its maps
+/// were written.
+type Spawned = (Result<(i32, OwnedFd), SpawnError>, Option<Result<(), JailError>>);
+
+/// A jail being cloned ([`Cloner::start_clone`]). Dropped unfinished, it waits for the
+/// clone, then kills and reaps the child and gives its cgroup back.
+#[derive(Debug)]
+pub struct PendingJail<'a> {
+    cloner: &'a Cloner,
+    cloning: Cloning,
+    parts: Option<Parts>,
+    /// The clone running on the cgroup's resident thread.
+    job: Option<InsideJob<Spawned>>,
+    /// The clone made on this thread.
+    spawned: Option<Spawned>,
+    /// The network namespace for a clone made here.
+    netns: Option<PooledNetns>,
+}
+
+impl PendingJail<'_> {
+    /// Clones on this thread (no resident, or it is gone).
+    fn spawn_here(&mut self) {
+        let Some(parts) = self.parts.as_ref() else { return };
+        let spawned = match spawn::spawn(&parts.waiting, &parts.stack, self.netns.take()) {
+            Err(SpawnError::Stranded(error)) if self.cloning == Cloning::Caller => netns::abort_stranded(&error),
+            other => other,
+        };
+        self.spawned = Some((spawned, None));
+    }
+
+    /// The jail, cloned and mapped, in its cgroup, waiting for its call.
+    pub fn finish(mut self) -> Result<ReadyJail, JailError> {
+        self.take()
+    }
+
+    fn take(&mut self) -> Result<ReadyJail, JailError> {
+        let Some(mut parts) = self.parts.take() else {
+            return Err(JailError::Wait(io::Error::other("the jail was taken twice")));
+        };
+        if let Some(job) = self.job.take() {
+            match parts.cgroup.as_mut().and_then(|cgroup| cgroup.finish_inside(job)) {
+                Some(spawned) => self.spawned = Some(spawned),
+                // The resident ended without running the job: clone here.
+                None => {
+                    self.parts = Some(parts);
+                    self.spawn_here();
+                    let Some(back) = self.parts.take() else {
+                        return Err(JailError::Wait(io::Error::other("the jail was taken twice")));
+                    };
+                    parts = back;
+                }
+            }
+        }
+        let give_back = |cgroup: Option<CallCgroup>| {
+            if let (Some(cgroups), Some(cgroup)) = (&self.cloner.cgroups, cgroup) {
+                cgroups.give_back(cgroup);
+            }
+        };
+        let Some((spawned, mapped)) = self.spawned.take() else {
+            give_back(parts.cgroup);
+            return Err(JailError::Wait(io::Error::other("the jail was never cloned")));
+        };
         let (pid, pidfd) = match spawned {
             Ok(spawned) => spawned,
             Err(error) => {
-                give_back(cgroup);
+                give_back(parts.cgroup);
                 return Err(match error {
                     SpawnError::Clone(error) => JailError::Clone(error),
                     SpawnError::Stranded(error) => JailError::NetnsReturn(error),
                 });
             }
         };
+        let Parts { socket, child_socket, report, report_write, stack, waiting, cgroup } = parts;
         // The child's ends belong to the child now.
         drop((child_socket, report_write));
         let mut ready = ReadyJail {
@@ -175,41 +262,30 @@ impl Cloner {
             socket,
             report: Some(report),
             waiting: Some(waiting),
-            stack: Some(stack),
+            stack: Some(*stack),
             cgroup,
-            cgroups: self.cgroups.clone(),
+            cgroups: self.cloner.cgroups.clone(),
         };
         // A failure drops `ready`, which kills the child.
-        match released {
-            Some(released) => released?,
+        match mapped {
+            Some(mapped) => mapped?,
             None => {
                 if let Some(cgroup) = ready.cgroup.as_mut() {
                     cgroup.attach(pid).map_err(JailError::Attach)?;
                 }
-                let waiting = ready.waiting.as_deref().ok_or_else(|| JailError::Wait(io::Error::other("no child")))?;
-                release(pid, uid, gid, call.as_ref(), waiting, ready.socket.as_raw_fd())?;
+                write_maps(pid, self.cloner.uid, self.cloner.gid).map_err(JailError::Maps)?;
             }
         }
         Ok(ready)
     }
 }
 
-/// Lets a child in its cgroup go on: writes its uid/gid maps, then hands it `call` if there
-/// is one (else it waits for one in the pool).
-fn release(
-    pid: i32,
-    uid: u32,
-    gid: u32,
-    call: Option<&Call>,
-    waiting: &Waiting,
-    socket: RawFd,
-) -> Result<(), JailError> {
-    write_maps(pid, uid, gid).map_err(JailError::Maps)?;
-    match call {
-        Some(call) => {
-            waiting.hand(call, socket).map_err(|source| JailError::Resource { what: "hand-over of the call", source })
+impl Drop for PendingJail<'_> {
+    fn drop(&mut self) {
+        if self.parts.is_some() {
+            // Waits for the clone; the jail, if any, is killed and reaped as it drops.
+            drop(self.take());
         }
-        None => Ok(()),
     }
 }
 

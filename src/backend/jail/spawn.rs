@@ -615,7 +615,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 /// 3. Every inherited descriptor but stdio, the socket and the report pipe is closed: a
 ///    waiting child must not keep the parent's files open (a client's connection that
 ///    the service closed would stay open in it).
-/// 4. Wait for the call. The parent sends it once our uid/gid maps are written (before we
+/// 4. What needs our namespaces' capabilities but nothing of the call, off the call's
+///    path: the host name (CAP_SYS_ADMIN in our uts namespace), the capability bounding
+///    set emptied (CAP_SETPCAP; it only bounds what an exec may gain, not the set-up's own
+///    capabilities) and the ambient set cleared.
+/// 5. Wait for the call. The parent sends it once our uid/gid maps are written (before we
 ///    create any file) and we are in the call's cgroup (before we enter a cgroup
 ///    namespace, whose root is the cgroup we are in, and before the tool can allocate
 ///    anything).
@@ -637,6 +641,17 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
         .and_then(|()| close(low + 1, high - 1))
         .and_then(|()| sys::close_range(high as u32 + 1, u32::MAX))
         .map_err(|errno| fail(Step::CloseInherited, errno))?;
+    sys::sethostname(HOSTNAME).map_err(|errno| fail(Step::Hostname, errno))?;
+    for capability in 0..64usize {
+        match sys::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) {
+            Ok(_) => {}
+            // Past the kernel's last capability.
+            Err(libc::EINVAL) => break,
+            Err(errno) => return Err(SetUpFailure::new(Step::CapabilityBounding, capability, errno)),
+        }
+    }
+    sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as usize, 0, 0, 0)
+        .map_err(|errno| fail(Step::CapabilityAmbient, errno))?;
     waiting.wait().map_err(|errno| fail(Step::Receive, errno))?;
     receive(waiting)
 }
@@ -654,16 +669,16 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
 ///    propagation, the minimal root (staging tmpfs, binds, protected paths last, /proc
 ///    while the host's /proc is still visible), seal the root read-only, `pivot_root`,
 ///    detach the host's root. Then the working directory.
-/// 4. Host name and loopback need CAP_SYS_ADMIN / CAP_NET_ADMIN in our namespaces.
-///    Loopback only when the clone made our network namespace: a pooled one (`own_netns`
-///    false) has it up already, and is owned by airlock's user namespace, where we have no
-///    capability (so neither we nor the tool can reconfigure it).
+/// 4. Loopback needs CAP_NET_ADMIN in our network namespace; only when the clone made it:
+///    a pooled one (`own_netns` false) has it up already, and is owned by airlock's user
+///    namespace, where we have no capability (so neither we nor the tool can reconfigure
+///    it).
 /// 5. no_new_privs, then Landlock (which needs it for an unprivileged process, and
 ///    forbids mounts: it comes after the last mount).
 /// 6. rlimits, after the last descriptor the set-up opens (a low `open_files` would
 ///    otherwise make that open fail); lowering needs no capability, and CPU time spent
 ///    after this counts.
-/// 7. Capabilities: the bounding set first (dropping needs CAP_SETPCAP), ambient,
+/// 7. Capabilities (the bounding and ambient sets were emptied while waiting):
 ///    securebits (so that exec as uid 0 gains nothing), then the sets themselves.
 /// 8. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
 /// 9. seccomp last: it constrains only the exec and the tool, never our set-up.
@@ -702,8 +717,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
     step!(Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
     step!(Step::WorkingDir, 0, sys::chdir(&plan.root.cwd));
 
-    // 4. Host name, loopback (when the namespace is our own).
-    step!(Step::Hostname, 0, sys::sethostname(HOSTNAME));
+    // 4. Loopback, when the namespace is our own (the host name was set while waiting).
     if own_netns {
         step!(Step::Loopback, 0, sys::loopback_up());
     }
@@ -724,20 +738,7 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
         step!(Step::Rlimit, index, sys::setrlimit(*resource, *value, *value));
     }
 
-    // 7. Capabilities.
-    for capability in 0..64usize {
-        match sys::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) {
-            Ok(_) => {}
-            // Past the kernel's last capability.
-            Err(libc::EINVAL) => break,
-            Err(errno) => return SetUpFailure::new(Step::CapabilityBounding, capability, errno),
-        }
-    }
-    step!(
-        Step::CapabilityAmbient,
-        0,
-        sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as usize, 0, 0, 0)
-    );
+    // 7. Capabilities (the bounding set was emptied while waiting).
     let securebits = libc::SECBIT_NOROOT
         | libc::SECBIT_NOROOT_LOCKED
         | libc::SECBIT_NO_SETUID_FIXUP
