@@ -466,32 +466,36 @@ impl JailBackend {
     fn hand_over(&self, starting: Starting<'_>, call: Call, grant: &Grant) -> Result<Running, JailError> {
         let started = self.started();
         let (memory, pids) = (grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids);
-        // Err: the jail was gone (whether it had a cgroup, and why the hand-over failed).
-        let hand = |mut ready: ReadyJail| -> Result<Result<Running, JailError>, (bool, io::Error)> {
-            if let Some(cgroup) = ready.cgroup_mut()
-                && let Err(error) = cgroup.prepare(memory, pids)
-            {
-                return Ok(Err(JailError::Cgroup(error)));
-            }
-            if let Err(error) = ready.hand(&call) {
-                return Err((ready.has_cgroup(), error));
-            }
+        let running = |ready: ReadyJail| {
             let running = ready.into_running();
             if let (Some(running), Some(pool)) = (&running, &started.ready) {
                 pool.handed(&running.pidfd);
             }
-            Ok(running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice"))))
+            running.ok_or_else(|| JailError::Wait(io::Error::other("the jail was handed over twice")))
         };
-        let hand_over = |error: io::Error| JailError::Resource { what: "hand-over of the call", source: error };
+        let hand_cloned = |mut pending: PendingJail<'_>| {
+            if let Some(cgroup) = pending.cgroup_mut() {
+                cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
+            }
+            running(pending.hand(call)?)
+        };
         match starting {
-            Starting::Cloning(pending) => hand(pending.finish()?).unwrap_or_else(|(_, error)| Err(hand_over(error))),
-            Starting::Ready(ready) => match hand(ready) {
-                Ok(running) => running,
-                Err((cgroups, error)) => {
-                    tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call");
-                    hand(self.clone_jail(cgroups)?.finish()?).unwrap_or_else(|(_, error)| Err(hand_over(error)))
+            Starting::Cloning(pending) => hand_cloned(pending),
+            Starting::Ready(mut ready) => {
+                if let Some(cgroup) = ready.cgroup_mut() {
+                    cgroup.prepare(memory, pids).map_err(JailError::Cgroup)?;
                 }
-            },
+                match ready.hand(&call) {
+                    Ok(()) => running(ready),
+                    // It died waiting: it never had the call, so one cloned now runs it.
+                    Err(error) => {
+                        tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call");
+                        let cgroups = ready.has_cgroup();
+                        drop(ready);
+                        hand_cloned(self.clone_jail(cgroups)?)
+                    }
+                }
+            }
         }
     }
 

@@ -142,18 +142,29 @@ impl Cloner {
         let waiting = Box::new(Waiting::new(child_socket.as_raw_fd(), report_write.as_raw_fd()));
         let stack = Box::new(stack);
         let mut netns = self.netns.as_ref().ok().and_then(NetnsPool::take);
-        let (uid, gid) = (self.uid, self.gid);
+        let (uid, gid, socket_at) = (self.uid, self.gid, socket.as_raw_fd());
+        let rendezvous = Arc::new(Mutex::new(Rendezvous::default()));
         let job = cgroup.as_ref().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
             let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &*stack as *const ChildStack as usize);
             let netns = netns.take();
+            let rendezvous = Arc::clone(&rendezvous);
             cgroup.start_inside(move || {
                 // SAFETY: `waiting` and `stack` are boxed (they do not move) and outlive this
                 // job: the PendingJail that owns them takes the job's result (in `finish`, or
-                // in its Drop) before it lets them go.
+                // in its Drop) before it lets them go. `socket_at` stays open as long.
                 let (waiting, stack) = unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
                 let spawned = spawn::spawn(waiting, stack, netns);
-                // Born in its cgroup: mapped at once, so that it is ready for its call.
+                // Born in its cgroup: mapped at once, then handed its call if the caller left
+                // it here meanwhile (the child need not wait for the caller to wake up).
                 let mapped = spawned.as_ref().ok().map(|(pid, _)| write_maps(*pid, uid, gid).map_err(JailError::Maps));
+                if matches!(mapped, Some(Ok(())))
+                    && let Ok(mut slot) = rendezvous.lock()
+                {
+                    slot.cloned = true;
+                    if let Some(call) = slot.call.take() {
+                        slot.handed = Some(waiting.hand(&call, socket_at));
+                    }
+                }
                 // A resident stuck in a jail's network namespace runs nothing else.
                 let after =
                     if matches!(spawned, Err(SpawnError::Stranded(_))) { AfterJob::Retire } else { AfterJob::Continue };
@@ -161,7 +172,8 @@ impl Cloner {
             })
         });
         let parts = Parts { socket, child_socket, report, report_write, stack, waiting, cgroup };
-        let mut pending = PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns };
+        let mut pending =
+            PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns, rendezvous };
         if pending.job.is_none() {
             pending.spawn_here();
         }
@@ -198,6 +210,19 @@ pub struct PendingJail<'a> {
     spawned: Option<Spawned>,
     /// The network namespace for a clone made here.
     netns: Option<PooledNetns>,
+    /// Where [`PendingJail::hand`] leaves the call for the resident thread.
+    rendezvous: Arc<Mutex<Rendezvous>>,
+}
+
+/// A call left for the resident thread to hand over right after its clone, and what
+/// became of it.
+#[derive(Debug, Default)]
+struct Rendezvous {
+    /// Set by the resident once the child is cloned and mapped.
+    cloned: bool,
+    call: Option<Call>,
+    /// The resident's hand-over, when it made it.
+    handed: Option<io::Result<()>>,
 }
 
 impl PendingJail<'_> {
@@ -214,6 +239,35 @@ impl PendingJail<'_> {
     /// The jail, cloned and mapped, in its cgroup, waiting for its call.
     pub fn finish(mut self) -> Result<ReadyJail, JailError> {
         self.take()
+    }
+
+    /// Its call cgroup (to write the call's limits before handing it the call).
+    pub fn cgroup_mut(&mut self) -> Option<&mut CallCgroup> {
+        self.parts.as_mut().and_then(|parts| parts.cgroup.as_mut())
+    }
+
+    /// The jail, handed `call`: by the resident thread right after the clone when the
+    /// clone is still running now (this thread's wake-up from the clone is then off the
+    /// child's path), else here.
+    pub fn hand(mut self, call: Call) -> Result<ReadyJail, JailError> {
+        let left = self.job.is_some()
+            && self.rendezvous.lock().is_ok_and(|mut slot| {
+                let leave = !slot.cloned;
+                if leave {
+                    slot.call = Some(call);
+                }
+                leave
+            });
+        let ready = self.take()?;
+        let by_resident = match left {
+            true => self.rendezvous.lock().ok().and_then(|mut slot| slot.handed.take()),
+            false => None,
+        };
+        // Not handed by the resident (it had finished, or it never ran the job): here.
+        by_resident
+            .unwrap_or_else(|| ready.hand(&call))
+            .map_err(|source| JailError::Resource { what: "hand-over of the call", source })?;
+        Ok(ready)
     }
 
     fn take(&mut self) -> Result<ReadyJail, JailError> {
