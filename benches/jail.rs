@@ -18,9 +18,10 @@
 //! that load on this shared machine hits all of them alike: read medians and ratios.
 //!
 //! Two regimes, each with its own figures and verdicts:
-//! - back to back: each call starts as the last one ended (a saturated caller). The jails
-//!   airlock clones ahead cannot be replaced between calls here, so every call clones its
-//!   own (`ready` in the backend's docs);
+//! - back to back: each call starts as the last one ended (a saturated caller). Nothing is
+//!   idle to clone jails ahead, so every call clones its own: airlock's rows here use
+//!   backends that keep no jails ready (with them, the first calls of each round would
+//!   take the jails cloned while bwrap ran, and flatter the median);
 //! - paced: a pause of [`PACE`] before every call of every side, as an agent's calls come
 //!   (a model's turn lies between two tool calls). Airlock's calls then find a jail cloned
 //!   ahead; the same calls on a backend that keeps none are printed beside them.
@@ -59,7 +60,9 @@ fn main() -> anyhow::Result<()> {
 async fn bench() -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let bwrap = bwrap_command();
-    let jail = JailBackend::new();
+    // Back to back, every call clones its jail: no jail is cloned ahead.
+    let mut jail = JailBackend::new();
+    jail.set_ready_jails(0);
     let grant = true_grant()?;
     let mut no_seccomp = grant.clone();
     no_seccomp.jail.seccomp = None;
@@ -68,10 +71,11 @@ async fn bench() -> anyhow::Result<()> {
         .audit_path(temp.path().join("audit.jsonl"))
         .fsync(Fsync::Off)
         .cache_dir(Some(temp.path().join("cache")))
+        .ready_jails(0)
         .build()?;
     println!(
         "airlock jail benchmark: /bin/true, after {WARM_UP} warm-up spawns\n\nback to back: {ROUNDS} interleaved \
-         rounds of {PER_ROUND} spawns per side\n"
+         rounds of {PER_ROUND} spawns per side (airlock clones every jail at its call)\n"
     );
 
     // Every side runs /bin/true with the jail's environment: none. Inherited, cargo's
@@ -121,11 +125,10 @@ async fn bench() -> anyhow::Result<()> {
     }
     pipeline.close().await?;
 
-    // Paced: the same sides (and a backend that clones every jail at the call), each call
-    // after the same pause.
-    let mut cloning = JailBackend::new();
-    cloning.set_ready_jails(0);
-    ran(cloning.run(&grant).await?)?;
+    // Paced: the same sides, airlock's with the jails it clones ahead (and the backend
+    // above, which clones every jail at the call), each call after the same pause.
+    let (ready, cloning) = (JailBackend::new(), &jail);
+    ran(ready.run(&grant).await?)?;
     let (mut paced_bare, mut paced_bwrap, mut paced_jail, mut paced_cloning) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PACED_ROUNDS {
@@ -133,7 +136,7 @@ async fn bench() -> anyhow::Result<()> {
         if let Some(command) = &bwrap {
             timed(&mut paced_bwrap, PACE, async || wrapped(command)).await?;
         }
-        timed(&mut paced_jail, PACE, async || ran(jail.run(&grant).await?)).await?;
+        timed(&mut paced_jail, PACE, async || ran(ready.run(&grant).await?)).await?;
         timed(&mut paced_cloning, PACE, async || ran(cloning.run(&grant).await?)).await?;
     }
 
