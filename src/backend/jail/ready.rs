@@ -98,26 +98,11 @@ impl Cloner {
         }
     }
 
-    /// Clones a jail into `cgroup` (born in it when the cgroup has a resident thread, else
-    /// moved in), writes its uid/gid maps and, with `call`, hands it the call. On any
-    /// failure the child is killed and reaped and the cgroup goes back.
-    pub fn clone_jail(
-        &self,
-        cgroup: Option<CallCgroup>,
-        call: Option<Call>,
-        cloning: Cloning,
-    ) -> Result<ReadyJail, JailError> {
-        let ready = self.start_clone(cgroup, cloning)?.finish()?;
-        if let Some(call) = call {
-            ready.hand(&call).map_err(|source| JailError::Resource { what: "hand-over of the call", source })?;
-        }
-        Ok(ready)
-    }
-
     /// Starts cloning a jail into `cgroup`: on the cgroup's resident thread when it has one
     /// (the child is born in the cgroup and mapped there, while this thread goes on: a
-    /// caller prepares its call meanwhile), else here, at once. [`PendingJail::finish`]
-    /// gives the jail.
+    /// caller prepares its call meanwhile), else here, at once (moved into the cgroup and
+    /// mapped when finished). [`PendingJail::finish`] gives the jail; on any failure the
+    /// child is killed and reaped and the cgroup goes back.
     pub fn start_clone(&self, cgroup: Option<CallCgroup>, cloning: Cloning) -> Result<PendingJail<'_>, JailError> {
         let resource = |what: &'static str| move |source| JailError::Resource { what, source };
         let give_back = |cgroup: Option<CallCgroup>| {
@@ -400,8 +385,8 @@ impl ReadyJail {
         waiting.hand(call, self.socket.as_raw_fd())
     }
 
-    /// The running jail, once it has its call (given with [`ReadyJail::hand`] or by
-    /// [`Cloner::clone_jail`]).
+    /// The running jail, once it has its call (given with [`ReadyJail::hand`] or
+    /// [`PendingJail::hand`]).
     pub fn into_running(mut self) -> Option<Running> {
         Some(Running {
             pid: self.pid,
@@ -548,7 +533,7 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
             },
             None => None,
         };
-        match cloner.clone_jail(cgroup, None, Cloning::Filler) {
+        match cloner.start_clone(cgroup, Cloning::Filler).and_then(PendingJail::finish) {
             Ok(jail) => {
                 let Some(mut state) = shared.lock() else { return };
                 if state.stop {
