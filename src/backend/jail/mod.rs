@@ -620,7 +620,7 @@ impl JailBackend {
         }
         let (outputs, killed_for) = supervised?;
         if let Some(failure) = failure {
-            return Err(set_up_error(failure, &jailed));
+            return Err(set_up_error(failure, Some(&jailed._plan)));
         }
         let Some((status, rusage)) = status else {
             return Err(JailError::Wait(io::Error::other("the process was not reaped")));
@@ -772,16 +772,18 @@ fn read_failure(report: OwnedFd) -> Option<SetUpFailure> {
 }
 
 /// The denial for a failed set-up step, naming the step (and the mount it was at).
-fn set_up_error(failure: SetUpFailure, jailed: &Jailed) -> JailError {
+/// The denial for a failed set-up step; `plan` names the mount or executable of a step
+/// after the call (a step before it, while the jail waited, has none).
+fn set_up_error(failure: SetUpFailure, plan: Option<&ChildPlan>) -> JailError {
     let mut step = failure.step.describe().to_string();
-    match failure.step {
-        Step::Mount => {
-            if let Some(op) = jailed._plan.root.ops.get(usize::from(failure.index)) {
+    match (failure.step, plan) {
+        (Step::Mount, Some(plan)) => {
+            if let Some(op) = plan.root.ops.get(usize::from(failure.index)) {
                 step = format!("{step}: {}", op.describe());
             }
         }
-        Step::Exec => step = format!("{step} {}", jailed._plan.executable.to_string_lossy()),
-        Step::Rlimit | Step::LandlockRule | Step::Stdio | Step::CapabilityBounding => {
+        (Step::Exec, Some(plan)) => step = format!("{step} {}", plan.executable.to_string_lossy()),
+        (Step::Rlimit | Step::LandlockRule | Step::Stdio | Step::CapabilityBounding, _) => {
             step = format!("{step} #{}", failure.index);
         }
         _ => {}

@@ -39,7 +39,7 @@ use super::{
     cgroup::{AfterJob, CallCgroup, Cgroups, InsideJob},
     netns::{self, NetnsPool, PooledNetns},
     pipe,
-    spawn::{self, Call, ChildStack, SpawnError, Waiting},
+    spawn::{self, Call, ChildStack, SetUpFailure, SpawnError, Waiting},
     write_maps,
 };
 
@@ -243,16 +243,20 @@ impl PendingJail<'_> {
                 }
                 leave
             });
-        let ready = self.take()?;
+        let mut ready = self.take()?;
         let by_resident = match left {
             true => self.rendezvous.lock().ok().and_then(|mut slot| slot.handed.take()),
             false => None,
         };
         // Not handed by the resident (it had finished, or it never ran the job): here.
-        by_resident
-            .unwrap_or_else(|| ready.hand(&call))
-            .map_err(|source| JailError::Resource { what: "hand-over of the call", source })?;
-        Ok(ready)
+        match by_resident.unwrap_or_else(|| ready.hand(&call)) {
+            Ok(()) => Ok(ready),
+            // It died before its call: it wrote the step that failed.
+            Err(source) => Err(match ready.failure() {
+                Some(failure) => super::set_up_error(failure, None),
+                None => JailError::Resource { what: "hand-over of the call", source },
+            }),
+        }
     }
 
     fn take(&mut self) -> Result<ReadyJail, JailError> {
@@ -383,6 +387,14 @@ impl ReadyJail {
     pub fn hand(&self, call: &Call) -> io::Result<()> {
         let waiting = self.waiting.as_deref().ok_or_else(|| io::Error::other("the jail was handed over"))?;
         waiting.hand(call, self.socket.as_raw_fd())
+    }
+
+    /// Why a jail that could not be handed its call died: the set-up step it reported
+    /// before it exited (read once it is reaped), if it reported one.
+    pub fn failure(&mut self) -> Option<SetUpFailure> {
+        let pidfd = self.pidfd.take()?;
+        spawn::kill_and_reap(self.pid, &pidfd);
+        super::read_failure(self.report.take()?)
     }
 
     /// The running jail, once it has its call (given with [`ReadyJail::hand`] or
