@@ -27,6 +27,7 @@ mod ready;
 pub mod seccomp;
 mod spawn;
 mod sys;
+mod template;
 
 use std::{
     collections::HashMap,
@@ -49,11 +50,12 @@ use crate::{
     policy::{Grant, Layer, Program, SeccompGrant},
 };
 use cgroup::{CallCgroup, CgroupUsage, Cgroups};
-use plan::{HostLayout, MountOp, PlanError, Prepared, Tree};
+use plan::{Base, HostLayout, MountOp, PlanError, Prepared, Tree};
 use prepared::PreparedTree;
 use ready::{Cloner, Cloning, PendingJail, ReadyJail, ReadyPool, Running};
 use seccomp::{CompiledSeccomp, SeccompProfile};
 use spawn::{CStringArray, Call, ChildPlan, ChildStack, SeccompPlan, SetUpFailure, Step, Waiting};
+use template::Template;
 
 /// How long output is still read once the jail is reaped (what it wrote is in the pipes).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -158,6 +160,8 @@ struct Host {
     etc: Option<Arc<PreparedTree>>,
     dev: Option<Arc<PreparedTree>>,
     root: Option<Arc<PreparedTree>>,
+    /// The mount namespace of the prepared root, that jails are cloned in.
+    template: Option<Arc<Template>>,
 }
 
 impl Host {
@@ -182,7 +186,17 @@ impl Host {
             }
             _ => None,
         };
-        Host { probed: Instant::now(), layout, mounts, etc, dev, root }
+        let template = root.as_ref().and_then(|root| {
+            let known = known.and_then(|host| host.template.clone()).filter(|template| template.holds(root));
+            known.or_else(|| {
+                let staging = layout.staging.first()?;
+                Template::build(root, staging)
+                    .inspect_err(|error| tracing::debug!("jail: no template mount namespace ({error})"))
+                    .ok()
+                    .map(Arc::new)
+            })
+        });
+        Host { probed: Instant::now(), layout, mounts, etc, dev, root, template }
     }
 
     /// The trees the child gets prepared.
@@ -250,6 +264,36 @@ enum Starting<'a> {
     Ready(ReadyJail),
     /// Being cloned for this call.
     Cloning(PendingJail<'a>),
+}
+
+impl Starting<'_> {
+    /// Whether it is (or may be) cloned in a template.
+    fn in_template(&self) -> bool {
+        match self {
+            Starting::Ready(ready) => ready.template().is_some(),
+            Starting::Cloning(pending) => pending.in_template(),
+        }
+    }
+}
+
+/// The grant's binds of a plan on the prepared root ([`plan::MountOp::Attach`]), as
+/// detached copies of their host paths, in index order: opened here, while the jail is
+/// cloned, and attached by the child. Each is opened without following a symlink, copied
+/// with the mounts beneath it, given its attributes and private propagation.
+fn detach(root: &plan::RootPlan) -> Result<Vec<OwnedFd>, JailError> {
+    root.detached()
+        .map(|(source, attrs)| {
+            let error = |errno| JailError::SetUp {
+                step: format!("bind {}", source.to_string_lossy()),
+                error: io::Error::from_raw_os_error(errno),
+            };
+            let path = sys::open_path_no_symlinks(source).map_err(error)?;
+            let copy = sys::detached_copy(path, attrs, true, libc::MS_PRIVATE);
+            let _ = sys::close(path);
+            // SAFETY: detached_copy returned a new descriptor that only we own.
+            copy.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).map_err(error)
+        })
+        .collect()
 }
 
 /// What the first jailed call starts.
@@ -342,6 +386,7 @@ impl JailBackend {
     fn started(&self) -> &Started {
         self.started.get_or_init(|| {
             let cloner = Arc::new(Cloner::new(self.cgroups.as_ref().ok().cloned(), self.uid, self.gid));
+            cloner.set_template(self.host.read().ok().and_then(|host| host.template.clone()));
             let ready = (self.ready_jails > 0)
                 .then(|| ReadyPool::start(Arc::clone(&cloner), self.ready_jails))
                 .and_then(|started| started.inspect_err(|e| tracing::debug!("jail: no jails cloned ahead: {e}")).ok());
@@ -364,6 +409,9 @@ impl JailBackend {
         let fresh = Host::probe(known.as_ref());
         if let Ok(mut host) = self.host.write() {
             *host = fresh.clone();
+        }
+        if let Some(started) = self.started.get() {
+            started.cloner.set_template(fresh.template.clone());
         }
         fresh
     }
@@ -442,28 +490,41 @@ impl JailBackend {
     }
 
     /// A jail for a call: a ready one from the pool when there is one, else one being
-    /// cloned now (in a call cgroup when `cgroups`) while the caller prepares the call.
-    fn start_jail(&self, cgroups: bool) -> Result<Starting<'_>, JailError> {
+    /// cloned now (in a call cgroup when `cgroups`, in `template` when given) while the
+    /// caller prepares the call.
+    fn start_jail(&self, cgroups: bool, template: Option<&Arc<Template>>) -> Result<Starting<'_>, JailError> {
         let started = self.started();
-        // A ready jail without the cgroup the call needs is dropped (killed) unused.
-        if let Some(ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(|r| r.has_cgroup() == cgroups) {
+        // A ready jail without the cgroup the call needs, or cloned in an older template
+        // (the host's mounts changed since), is dropped (killed) unused.
+        let fits = |ready: &ReadyJail| {
+            ready.has_cgroup() == cgroups
+                && ready.template().is_none_or(|theirs| template.is_some_and(|ours| Arc::ptr_eq(theirs, ours)))
+        };
+        if let Some(ready) = started.ready.as_ref().and_then(ReadyPool::take).filter(fits) {
             return Ok(Starting::Ready(ready));
         }
-        self.clone_jail(cgroups).map(Starting::Cloning)
+        self.clone_jail(cgroups, template).map(Starting::Cloning)
     }
 
-    /// A jail cloned now (in a call cgroup when `cgroups`).
-    fn clone_jail(&self, cgroups: bool) -> Result<PendingJail<'_>, JailError> {
+    /// A jail cloned now (in a call cgroup when `cgroups`, in `template` when given).
+    fn clone_jail(&self, cgroups: bool, template: Option<&Arc<Template>>) -> Result<PendingJail<'_>, JailError> {
         let cgroup = match (&self.cgroups, cgroups) {
             (Ok(pool), true) => Some(pool.reserve().map_err(JailError::Cgroup)?),
             _ => None,
         };
-        self.started().cloner.start_clone(cgroup, Cloning::Caller)
+        self.started().cloner.start_clone(cgroup, Cloning::Caller, template.cloned())
     }
 
     /// Hands `call` to the jail `starting` gives, its cgroup set to the call's limits first.
-    /// A jail from the pool that died waiting never had the call: one cloned now runs it.
-    fn hand_over(&self, starting: Starting<'_>, call: Call, grant: &Grant) -> Result<Running, JailError> {
+    /// A jail from the pool that died waiting never had the call: one cloned now (in
+    /// `template`, when given) runs it.
+    fn hand_over(
+        &self,
+        starting: Starting<'_>,
+        call: Call,
+        grant: &Grant,
+        template: Option<&Arc<Template>>,
+    ) -> Result<Running, JailError> {
         let started = self.started();
         let (memory, pids) = (grant.limits.memory_mib.saturating_mul(1 << 20), grant.limits.pids);
         let running = |ready: ReadyJail| {
@@ -492,7 +553,7 @@ impl JailBackend {
                         tracing::debug!("jail: a ready jail was gone ({error}); cloning one for the call");
                         let cgroups = ready.has_cgroup();
                         drop(ready);
-                        hand_cloned(self.clone_jail(cgroups)?)
+                        hand_cloned(self.clone_jail(cgroups, template)?)
                     }
                 }
             }
@@ -512,11 +573,21 @@ impl JailBackend {
         let cgroup_memory = has(Layer::Cgroups);
         // The jail is cloned (or taken ready) first: a clone runs on the cgroup's resident
         // thread while this one prepares the call. Any failure below drops it (killed).
-        let starting = self.start_jail(cgroup_memory)?;
+        let host = self.host();
+        let mut starting = self.start_jail(cgroup_memory, host.template.as_ref())?;
 
         // Everything the child needs, prepared here: it must not allocate.
-        let host = self.host();
         let root = plan::root_plan(&host.layout, grant, host.prepared())?;
+        // A root of the jail's own binds host paths by path: not from a template's copy.
+        let template = match root.base {
+            Base::Shared { .. } => host.template.as_ref(),
+            Base::Own { .. } => None,
+        };
+        if template.is_none() && starting.in_template() {
+            drop(starting);
+            starting = Starting::Cloning(self.clone_jail(cgroup_memory, None)?);
+        }
+        let detached = detach(&root)?;
         let hard = |resource: u32| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: getrlimit writes into the local struct.
@@ -586,12 +657,24 @@ impl JailBackend {
             landlock: raw(&ruleset),
             etc: tree(Tree::Etc, &host.etc),
             dev: tree(Tree::Dev, &host.dev),
-            root: tree(Tree::Root, &host.root),
+            root: match plan.root.base {
+                Base::Shared { .. } => host.root.as_ref().map_or(-1, |root| root.fd()),
+                Base::Own { .. } => tree(Tree::Root, &host.root),
+            },
             executable: raw(&exec_fd),
+            detached: {
+                let mut fds = [-1; plan::MAX_DETACHED];
+                for (slot, fd) in fds.iter_mut().zip(&detached) {
+                    *slot = fd.as_raw_fd();
+                }
+                fds
+            },
+            detached_count: detached.len(),
         };
 
         let started = Instant::now();
-        let Running { pid, pidfd, report, waiting, stack, mut cgroup } = self.hand_over(starting, call, grant)?;
+        let Running { pid, pidfd, report, waiting, stack, mut cgroup } =
+            self.hand_over(starting, call, grant, template)?;
         let mut jailed = Jailed {
             pid,
             pidfd: Some(pidfd),
@@ -602,7 +685,7 @@ impl JailBackend {
             _prepared: [host.etc.clone(), host.dev.clone(), host.root.clone()],
         };
         // The child has its own copies of the call's descriptors.
-        drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd));
+        drop((stdin_read, stdout_write, stderr_write, ruleset, exec_fd, detached));
 
         let supervised = supervise(&mut jailed, grant, stdin_write, stdout_read, stderr_read, cgroup.as_mut()).await;
         let wall = started.elapsed();

@@ -10,7 +10,7 @@
 //! (`spawn`); every path here is already a `CString` so that it does not allocate.
 
 use std::{
-    ffi::{CString, OsStr},
+    ffi::{CStr, CString, OsStr},
     os::unix::ffi::OsStrExt,
     path::{Component, Path, PathBuf},
     sync::Arc,
@@ -73,6 +73,13 @@ const PROC_READ_ONLY: [&str; 9] =
 /// bind source nor under one nor above one, so that staging hides nothing the jail binds.
 const STAGING_CANDIDATES: [&str; 10] =
     ["/mnt", "/media", "/srv", "/opt", "/boot", "/run", "/home", "/var", "/tmp", "/root"];
+
+/// The options of the jail's fresh procfs: a process is visible only to who may ptrace it.
+pub const PROC_OPTIONS: &CStr = c"hidepid=invisible";
+
+/// The most binds a plan on the prepared root makes: each travels to the child as a
+/// descriptor ([`MountOp::Attach`]). A grant with more gets a root of its own.
+pub const MAX_DETACHED: usize = 32;
 
 /// The root tmpfs's size: it holds only mount points, symlinks and the copied /etc files.
 const ROOT_TMPFS_OPTIONS: &str = "size=8m,nr_inodes=4096,mode=0755";
@@ -175,6 +182,10 @@ pub enum MountOp {
     Symlink { target: CString, path: CString },
     /// Bind host `source` at `target` (recursively), then add `attrs` to every mount of it.
     Bind { source: CString, target: CString, attrs: u64 },
+    /// Attach at `target` the detached copy of host `source` the parent made for the call
+    /// (recursive, `attrs` on every mount of it, private propagation): the call's
+    /// descriptor number `index` of its detached binds ([`RootPlan::detached`]).
+    Attach { index: usize, source: CString, target: CString, attrs: u64 },
     /// Bind a path already in the new root onto itself, adding `attrs`: a protected path
     /// (read-only) or an anchor (a mount point that cannot be renamed or removed).
     Rebind { target: CString, attrs: u64 },
@@ -310,7 +321,7 @@ impl MountOp {
             MountOp::EmptyFile { path } => format!("create the mount point {}", text(path)),
             MountOp::FileCopy { path, .. } => format!("copy the host file into {}", text(path)),
             MountOp::Symlink { target, path } => format!("create the symlink {} -> {}", text(path), text(target)),
-            MountOp::Bind { source, target, attrs } => {
+            MountOp::Bind { source, target, attrs } | MountOp::Attach { source, target, attrs, .. } => {
                 let mode = if attrs & attr::RDONLY != 0 { "read-only" } else { "read-write" };
                 format!("bind {} at {} ({mode})", text(source), text(target))
             }
@@ -336,17 +347,42 @@ pub enum Access {
     Device,
 }
 
+/// What the plan's steps start from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// A tmpfs of the jail's own at host directory `staging` (hidden by it), built by the
+    /// steps (which bind host paths by path, with `staging` before each guest path), then
+    /// `pivot_root` into it. The steps mount /proc.
+    Own { staging: CString },
+    /// The prepared root, with a fresh /proc: a jail cloned in the template's mount
+    /// namespace (`template`) is on it already; any other clones it onto host directory
+    /// `staging`, mounts /proc at `proc` (`staging`'s) and `pivot_root`s into it first.
+    /// The steps then use guest paths, and attach the grant's binds from detached trees.
+    Shared { staging: CString, proc: CString },
+}
+
 /// The minimal root of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootPlan {
-    /// Where the new root is staged (a host directory hidden by the staging tmpfs).
-    pub staging: CString,
+    /// What the steps start from.
+    pub base: Base,
     /// The steps, in order.
     pub ops: Vec<MountOp>,
     /// The tool's working directory inside the jail.
     pub cwd: CString,
     /// Host paths the jail sees, with their access, for Landlock rules made by the parent.
     pub landlock: Vec<(PathBuf, Access)>,
+}
+
+impl RootPlan {
+    /// The host paths the parent opens as detached trees for [`MountOp::Attach`], in the
+    /// order of their index, with their attributes.
+    pub fn detached(&self) -> impl Iterator<Item = (&CString, u64)> {
+        self.ops.iter().filter_map(|op| match op {
+            MountOp::Attach { source, attrs, .. } => Some((source, *attrs)),
+            _ => None,
+        })
+    }
 }
 
 /// Why a grant cannot become a root plan.
@@ -476,29 +512,37 @@ fn plan(layout: &HostLayout, grant: &Grant, prepared: Prepared, shared: bool) ->
         return Err(Fallback::OwnRoot);
     }
 
-    // Every host path bound by path: the staging directory must not overlap any.
+    // Every host path bound by path: the staging directory must not overlap any. (On the
+    // shared root, nothing is bound by path once the root is staged.)
     let mut sources: Vec<&Path> = Vec::new();
-    for (path, entry) in &layout.system {
-        if *entry == HostEntry::Dir {
-            sources.push(Path::new(path));
-        }
-    }
     let etc_paths: Vec<PathBuf> = layout.etc.iter().map(|(name, _)| Path::new("/etc").join(name)).collect();
-    sources.extend(etc_paths.iter().map(PathBuf::as_path));
     let dev_paths: Vec<PathBuf> = layout.devices.iter().map(|d| Path::new("/dev").join(d)).collect();
-    sources.extend(dev_paths.iter().map(PathBuf::as_path));
-    sources.extend(binds.iter().map(|(_, m)| m.host.as_path()));
+    if !shared {
+        for (path, entry) in &layout.system {
+            if *entry == HostEntry::Dir {
+                sources.push(Path::new(path));
+            }
+        }
+        sources.extend(etc_paths.iter().map(PathBuf::as_path));
+        sources.extend(dev_paths.iter().map(PathBuf::as_path));
+        sources.extend(binds.iter().map(|(_, m)| m.host.as_path()));
+    }
     let staging = choose_staging(&layout.staging, &sources)
         .ok_or_else(|| PlanError::NoStaging { candidates: STAGING_CANDIDATES.join(", ") })?;
     let staging_path = Path::new(staging);
+    // Where a guest path is when the steps run: on the shared root, the jail is in it.
     let at = |guest: &Path| -> Result<CString, PlanError> {
-        cstring(staging_path.join(guest.strip_prefix("/").unwrap_or(guest)))
+        match shared {
+            true => cstring(guest.components().collect::<PathBuf>()),
+            false => cstring(staging_path.join(guest.strip_prefix("/").unwrap_or(guest))),
+        }
     };
 
     let mut ops = match shared {
-        true => vec![MountOp::Prepared { tree: Tree::Root, target: cstring(staging)? }],
+        true => vec![],
         false => vec![MountOp::Tmpfs { target: cstring(staging)?, options: cstring(ROOT_TMPFS_OPTIONS)? }],
     };
+    let mut detached = 0;
     let mut landlock = Vec::new();
     // Directories created so far in the root (all of the shared root's), and targets under
     // a bind (which exist in the bound tree, or the bind fails and says so).
@@ -626,7 +670,15 @@ fn plan(layout: &HostLayout, grant: &Grant, prepared: Prepared, shared: bool) ->
             }
         }
         let attrs = if mount.writable { attr::NOSUID | attr::NODEV } else { attr::RDONLY | attr::NOSUID | attr::NODEV };
-        ops.push(MountOp::Bind { source: cstring(&mount.host)?, target: at(target)?, attrs });
+        let (source, target_at) = (cstring(&mount.host)?, at(target)?);
+        ops.push(match shared {
+            true if detached == MAX_DETACHED => return Err(Fallback::OwnRoot),
+            true => {
+                detached += 1;
+                MountOp::Attach { index: detached - 1, source, target: target_at, attrs }
+            }
+            false => MountOp::Bind { source, target: target_at, attrs },
+        });
         bound.push(target.clone());
         landlock.push((mount.host.clone(), if mount.writable { Access::ReadWrite } else { Access::ReadExec }));
     }
@@ -656,9 +708,12 @@ fn plan(layout: &HostLayout, grant: &Grant, prepared: Prepared, shared: bool) ->
     }
 
     // /proc last among the mounts: mounting procfs needs a fully visible /proc in the
-    // mount namespace, which the host's still is until the old root is detached.
+    // mount namespace, which the host's still is until the old root is detached. (The
+    // shared root's is mounted before the steps: see [`Base::Shared`].)
     make_dirs(&mut ops, &mut made, &bound, Path::new("/proc"))?;
-    ops.push(MountOp::Proc { target: at(Path::new("/proc"))?, options: cstring("hidepid=invisible")? });
+    if !shared {
+        ops.push(MountOp::Proc { target: at(Path::new("/proc"))?, options: PROC_OPTIONS.into() });
+    }
     for path in PROC_READ_ONLY {
         ops.push(MountOp::ProcReadOnly { target: at(&Path::new("/proc").join(path))? });
     }
@@ -667,7 +722,11 @@ fn plan(layout: &HostLayout, grant: &Grant, prepared: Prepared, shared: bool) ->
         Some(cwd) => cstring(cwd)?,
         None => cstring(WORKSPACE)?,
     };
-    Ok(RootPlan { staging: cstring(staging)?, ops, cwd, landlock })
+    let base = match shared {
+        true => Base::Shared { staging: cstring(staging)?, proc: cstring(staging_path.join("proc"))? },
+        false => Base::Own { staging: cstring(staging)? },
+    };
+    Ok(RootPlan { base, ops, cwd, landlock })
 }
 
 /// The rlimits of one call, as `(resource, value)` with soft = hard = value, each capped
@@ -736,7 +795,7 @@ mod tests {
     #[test]
     fn root_plan_binds_system_read_only_workspace_then_protected_last() {
         let plan = root_plan(&layout(), &grant("/home/u/ws"), Prepared::default()).unwrap();
-        assert_eq!(plan.staging.as_c_str(), c"/mnt");
+        assert_eq!(plan.base, Base::Own { staging: c"/mnt".into() });
         assert_eq!(plan.cwd.as_c_str(), c"/workspace");
         let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
         let rw = attr::NOSUID | attr::NODEV;
@@ -881,12 +940,12 @@ mod tests {
     }
 
     #[test]
-    fn with_the_prepared_root_all_up_to_tmp_is_one_clone_unless_the_grant_needs_a_mount_point_in_it() {
+    fn on_the_prepared_root_the_steps_are_the_per_call_ones_unless_the_grant_needs_a_mount_point_in_it() {
         let all = Prepared { etc: true, dev: true, root: true };
         let mut ws_only = grant("/home/u/ws");
         ws_only.mounts.retain(|m| !m.host.starts_with("/opt"));
         let shared = root_plan(&layout(), &ws_only, all).unwrap();
-        assert_eq!(shared.ops[0], MountOp::Prepared { tree: Tree::Root, target: c"/mnt".into() });
+        assert_eq!(shared.base, Base::Shared { staging: c"/mnt".into(), proc: c"/mnt/proc".into() });
         // Nothing is made in the shared root.
         let makes = |op: &MountOp| {
             matches!(
@@ -896,46 +955,79 @@ mod tests {
         };
         assert!(!shared.ops.iter().any(makes), "{:#?}", shared.ops);
         // The plan on a root of the jail's own, without what the tree holds (each such op is
-        // checked against the tree), is the plan on the shared root after its clone.
+        // checked against the tree) and its /proc (the base mounts it), is the plan on the
+        // shared root: at guest paths, the grant's binds attached from detached copies.
         let own = root_plan(&layout(), &ws_only, Prepared { root: false, ..all }).unwrap();
+        assert_eq!(own.base, Base::Own { staging: c"/mnt".into() });
         assert_eq!(shared.landlock, own.landlock);
         let spec = root_tree(&layout());
         let name = |path: &CString| path.to_str().unwrap().trim_start_matches("/mnt/").to_string();
+        let guest = |path: &CString| CString::new(format!("/{}", name(path))).unwrap();
         let entry = |path: &CString| spec.entries.iter().find(|(n, _)| *n == name(path)).map(|(_, e)| e.clone());
+        let mut attached = 0;
         let per_call: Vec<MountOp> = own.ops[1..]
             .iter()
-            .filter(|op| match op {
-                MountOp::Dir { path } => entry(path) != Some(HostEntry::Dir),
+            .filter_map(|op| match op {
+                MountOp::Dir { path } => (entry(path) != Some(HostEntry::Dir)).then(|| op.clone()),
                 MountOp::Symlink { target, path } => {
                     assert_eq!(entry(path), Some(HostEntry::Symlink(PathBuf::from(target.to_str().unwrap()))));
-                    false
+                    None
                 }
                 MountOp::Bind { source, target, attrs } if source.to_str().unwrap() == "/usr" => {
                     let bind = TreeBind { name: name(target), source: "/usr".into(), attrs: *attrs };
                     assert!(spec.binds.contains(&bind), "{op:?}");
-                    false
+                    None
                 }
                 MountOp::Prepared { tree, .. } => {
                     assert!(matches!(tree, Tree::Etc | Tree::Dev));
-                    false
+                    None
                 }
-                _ => true,
+                MountOp::Proc { target, options } => {
+                    assert_eq!((target.as_c_str(), options.as_c_str()), (c"/mnt/proc", PROC_OPTIONS));
+                    None
+                }
+                MountOp::Bind { source, target, attrs } => {
+                    attached += 1;
+                    let (source, attrs) = (source.clone(), *attrs);
+                    Some(MountOp::Attach { index: attached - 1, source, target: guest(target), attrs })
+                }
+                MountOp::Tmpfs { target, options } => {
+                    Some(MountOp::Tmpfs { target: guest(target), options: options.clone() })
+                }
+                MountOp::Rebind { target, attrs } => Some(MountOp::Rebind { target: guest(target), attrs: *attrs }),
+                MountOp::ProcReadOnly { target } => Some(MountOp::ProcReadOnly { target: guest(target) }),
+                other => panic!("unexpected {other:?}"),
             })
-            .cloned()
             .collect();
-        assert_eq!(shared.ops[1..], per_call[..]);
-        let tmp = MountOp::Tmpfs { target: c"/mnt/tmp".into(), options: c"size=64m,nr_inodes=65536,mode=1777".into() };
+        assert_eq!(shared.ops, per_call);
+        // The parent opens the attached binds in their index order.
+        let detached: Vec<(&CString, u64)> = shared.detached().collect();
+        let ro = attr::RDONLY | attr::NOSUID | attr::NODEV;
+        assert_eq!(
+            detached,
+            [(&CString::from(c"/home/u/ws"), ro), (&CString::from(c"/home/u/ws/out"), attr::NOSUID | attr::NODEV)]
+        );
+        let tmp = MountOp::Tmpfs { target: c"/tmp".into(), options: c"size=64m,nr_inodes=65536,mode=1777".into() };
         // An absolute guest path outside /tmp needs a mount point in the root: the jail
         // makes its own.
         let with_opt = root_plan(&layout(), &grant("/home/u/ws"), all).unwrap();
+        assert_eq!(with_opt.base, Base::Own { staging: c"/mnt".into() });
         assert!(matches!(with_opt.ops[0], MountOp::Tmpfs { .. }), "{:?}", with_opt.ops[0]);
         index(&with_opt.ops, &MountOp::Dir { path: c"/mnt/opt".into() });
         // One under /tmp gets its mount point in the call's own /tmp: the shared root serves.
         let mut under_tmp = ws_only.clone();
         under_tmp.mounts.push(Mount { host: "/opt/cargo".into(), guest: "/tmp/cargo".into(), writable: false });
         let plan = root_plan(&layout(), &under_tmp, all).unwrap();
-        assert_eq!(plan.ops[0], MountOp::Prepared { tree: Tree::Root, target: c"/mnt".into() });
-        assert!(index(&plan.ops, &MountOp::Dir { path: c"/mnt/tmp/cargo".into() }) > index(&plan.ops, &tmp));
+        assert!(matches!(plan.base, Base::Shared { .. }));
+        assert!(index(&plan.ops, &MountOp::Dir { path: c"/tmp/cargo".into() }) > index(&plan.ops, &tmp));
+        // More binds than travel in one call: a root of the jail's own.
+        let mut many = ws_only.clone();
+        for n in 0..MAX_DETACHED {
+            many.mounts.push(Mount { host: format!("/data/{n}").into(), guest: format!("/tmp/{n}"), writable: false });
+        }
+        assert!(matches!(root_plan(&layout(), &many, all).unwrap().base, Base::Own { .. }));
+        many.mounts.truncate(MAX_DETACHED);
+        assert!(matches!(root_plan(&layout(), &many, all).unwrap().base, Base::Shared { .. }));
     }
 
     #[test]
@@ -947,7 +1039,7 @@ mod tests {
         let mut grant = grant("/mnt/ws");
         grant.mounts.retain(|m| !m.host.starts_with("/opt"));
         let plan = root_plan(&layout(), &grant, Prepared::default()).unwrap();
-        assert_eq!(plan.staging.as_c_str(), c"/opt");
+        assert_eq!(plan.base, Base::Own { staging: c"/opt".into() });
     }
 
     #[test]

@@ -29,7 +29,8 @@
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::atomic::Ordering,
+    sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
     thread::JoinHandle,
     time::Duration,
 };
@@ -40,6 +41,7 @@ use super::{
     netns::{self, NetnsPool, PooledNetns},
     pipe,
     spawn::{self, Call, ChildStack, SetUpFailure, SpawnError, Waiting},
+    template::Template,
     write_maps,
 };
 
@@ -81,12 +83,33 @@ pub struct Cloner {
     /// Stacks of reaped children, reused (a fresh one is a mapping, a guard page and the
     /// page faults of its first use).
     stacks: Mutex<Vec<ChildStack>>,
+    /// The mount namespace the filler clones jails in (the host's current template).
+    template: RwLock<Option<Arc<Template>>>,
 }
 
 impl Cloner {
     /// A cloner; its network namespace pool starts now.
     pub fn new(cgroups: Option<Arc<Cgroups>>, uid: u32, gid: u32) -> Cloner {
-        Cloner { cgroups, netns: NetnsPool::start(), uid, gid, stacks: Mutex::new(Vec::new()) }
+        Cloner {
+            cgroups,
+            netns: NetnsPool::start(),
+            uid,
+            gid,
+            stacks: Mutex::new(Vec::new()),
+            template: RwLock::new(None),
+        }
+    }
+
+    /// The template jails are cloned in from now on (the filler's; a call names its own).
+    pub fn set_template(&self, template: Option<Arc<Template>>) {
+        if let Ok(mut current) = self.template.write() {
+            *current = template;
+        }
+    }
+
+    /// The template the filler clones jails in.
+    pub fn template(&self) -> Option<Arc<Template>> {
+        self.template.read().ok().and_then(|current| current.clone())
     }
 
     /// Keeps a reaped child's stack for the next clone.
@@ -103,7 +126,16 @@ impl Cloner {
     /// caller prepares its call meanwhile), else here, at once (moved into the cgroup and
     /// mapped when finished). [`PendingJail::finish`] gives the jail; on any failure the
     /// child is killed and reaped and the cgroup goes back.
-    pub fn start_clone(&self, cgroup: Option<CallCgroup>, cloning: Cloning) -> Result<PendingJail<'_>, JailError> {
+    ///
+    /// With `template`, the resident thread clones the jail in that mount namespace
+    /// (`template`); a clone on this thread never does (a caller's thread keeps its
+    /// file-system context shared with the process).
+    pub fn start_clone(
+        &self,
+        cgroup: Option<CallCgroup>,
+        cloning: Cloning,
+        template: Option<Arc<Template>>,
+    ) -> Result<PendingJail<'_>, JailError> {
         let resource = |what: &'static str| move |source| JailError::Resource { what, source };
         let give_back = |cgroup: Option<CallCgroup>| {
             if let (Some(cgroups), Some(cgroup)) = (&self.cgroups, cgroup) {
@@ -129,16 +161,19 @@ impl Cloner {
         let mut netns = self.netns.as_ref().ok().and_then(NetnsPool::take);
         let (uid, gid, socket_at) = (self.uid, self.gid, socket.as_raw_fd());
         let rendezvous = Arc::new(Mutex::new(Rendezvous::default()));
-        let job = cgroup.as_ref().filter(|cgroup| cgroup.has_resident()).and_then(|cgroup| {
+        let resident = cgroup.as_ref().filter(|cgroup| cgroup.has_resident());
+        let template = template.filter(|_| resident.is_some());
+        let job = resident.and_then(|cgroup| {
             let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &*stack as *const ChildStack as usize);
             let netns = netns.take();
             let rendezvous = Arc::clone(&rendezvous);
+            let template = template.clone();
             cgroup.start_inside(move || {
                 // SAFETY: `waiting` and `stack` are boxed (they do not move) and outlive this
                 // job: the PendingJail that owns them takes the job's result (in `finish`, or
                 // in its Drop) before it lets them go. `socket_at` stays open as long.
                 let (waiting, stack) = unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
-                let spawned = spawn::spawn(waiting, stack, netns);
+                let spawned = spawn::spawn(waiting, stack, netns, template.as_deref());
                 // Born in its cgroup: mapped at once, then handed its call if the caller left
                 // it here meanwhile (the child need not wait for the caller to wake up).
                 let mapped = spawned.as_ref().ok().map(|(pid, _)| write_maps(*pid, uid, gid).map_err(JailError::Maps));
@@ -158,7 +193,7 @@ impl Cloner {
         });
         let parts = Parts { socket, child_socket, report, report_write, stack, waiting, cgroup };
         let mut pending =
-            PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns, rendezvous };
+            PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns, rendezvous, template };
         if pending.job.is_none() {
             pending.spawn_here();
         }
@@ -197,6 +232,8 @@ pub struct PendingJail<'a> {
     netns: Option<PooledNetns>,
     /// Where [`PendingJail::hand`] leaves the call for the resident thread.
     rendezvous: Arc<Mutex<Rendezvous>>,
+    /// The template the resident clones in.
+    template: Option<Arc<Template>>,
 }
 
 /// A call left for the resident thread to hand over right after its clone, and what
@@ -214,7 +251,7 @@ impl PendingJail<'_> {
     /// Clones on this thread (no resident, or it is gone).
     fn spawn_here(&mut self) {
         let Some(parts) = self.parts.as_ref() else { return };
-        let spawned = match spawn::spawn(&parts.waiting, &parts.stack, self.netns.take()) {
+        let spawned = match spawn::spawn(&parts.waiting, &parts.stack, self.netns.take(), None) {
             Err(SpawnError::Stranded(error)) if self.cloning == Cloning::Caller => netns::abort_stranded(&error),
             other => other,
         };
@@ -229,6 +266,11 @@ impl PendingJail<'_> {
     /// Its call cgroup (to write the call's limits before handing it the call).
     pub fn cgroup_mut(&mut self) -> Option<&mut CallCgroup> {
         self.parts.as_mut().and_then(|parts| parts.cgroup.as_mut())
+    }
+
+    /// Whether it may be cloned in a template (it is, unless entering it fails).
+    pub fn in_template(&self) -> bool {
+        self.template.is_some()
     }
 
     /// The jail, handed `call`: by the resident thread right after the clone when the
@@ -299,6 +341,7 @@ impl PendingJail<'_> {
         let Parts { socket, child_socket, report, report_write, stack, waiting, cgroup } = parts;
         // The child's ends belong to the child now.
         drop((child_socket, report_write));
+        let template = self.template.take().filter(|_| waiting.templated.load(Ordering::SeqCst));
         let mut ready = ReadyJail {
             pid,
             pidfd: Some(pidfd),
@@ -308,6 +351,7 @@ impl PendingJail<'_> {
             stack: Some(*stack),
             cgroup,
             cgroups: self.cloner.cgroups.clone(),
+            template,
         };
         // A failure drops `ready`, which kills the child.
         match mapped {
@@ -358,6 +402,8 @@ pub struct ReadyJail {
     stack: Option<ChildStack>,
     cgroup: Option<CallCgroup>,
     cgroups: Option<Arc<Cgroups>>,
+    /// The template it was cloned in, if it was.
+    template: Option<Arc<Template>>,
 }
 
 /// A jail that has its call: what the call's supervision owns from then on.
@@ -381,6 +427,11 @@ impl ReadyJail {
     /// Whether it has a call cgroup.
     pub fn has_cgroup(&self) -> bool {
         self.cgroup.is_some()
+    }
+
+    /// The template it was cloned in, if it was.
+    pub fn template(&self) -> Option<&Arc<Template>> {
+        self.template.as_ref()
     }
 
     /// Hands the child its call. Fails when the child is gone.
@@ -545,7 +596,7 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
             },
             None => None,
         };
-        match cloner.start_clone(cgroup, Cloning::Filler).and_then(PendingJail::finish) {
+        match cloner.start_clone(cgroup, Cloning::Filler, cloner.template()).and_then(PendingJail::finish) {
             Ok(jail) => {
                 let Some(mut state) = shared.lock() else { return };
                 if state.stop {

@@ -26,9 +26,10 @@ use std::{
 
 use super::{
     netns::PooledNetns,
-    plan::{MountOp, PREPARED_ATTRS, RootPlan, SYSTEM_ATTRS, Tree, attr},
+    plan::{Base, MAX_DETACHED, MountOp, PREPARED_ATTRS, PROC_OPTIONS, RootPlan, SYSTEM_ATTRS, Tree, attr},
     seccomp::CompiledSeccomp,
     sys,
+    template::Template,
 };
 
 /// The child's stack. It is the only memory the child writes; a guard page below it turns
@@ -70,10 +71,12 @@ pub enum Step {
     CloseFds,
     Seccomp,
     Exec,
+    StageRoot,
+    MountProc,
 }
 
 impl Step {
-    const ALL: [Step; 28] = [
+    const ALL: [Step; 30] = [
         Step::Signals,
         Step::DeathSignal,
         Step::Session,
@@ -102,6 +105,8 @@ impl Step {
         Step::CloseFds,
         Step::Seccomp,
         Step::Exec,
+        Step::StageRoot,
+        Step::MountProc,
     ];
 
     /// What the step does, in words.
@@ -135,6 +140,8 @@ impl Step {
             Step::CloseFds => "close inherited file descriptors",
             Step::Seccomp => "install the seccomp filter",
             Step::Exec => "execute the program",
+            Step::StageRoot => "put the prepared root in place",
+            Step::MountProc => "mount a fresh /proc",
         }
     }
 
@@ -270,6 +277,8 @@ struct ChildFds {
     executable: i32,
     /// The prepared root (a detached tmpfs), or -1.
     root: i32,
+    /// The call's detached binds ([`MountOp::Attach`]), by index; -1 past the last.
+    detached: [i32; MAX_DETACHED],
 }
 
 /// What a cloned child starts from, until its call arrives: the two descriptors it keeps of
@@ -288,6 +297,10 @@ pub struct Waiting {
     /// child inherits a pooled one (loopback already up, and the child has no capability
     /// over it).
     pub own_netns: AtomicBool,
+    /// Written by [`spawn`] just before the clone: true when the child is cloned in the
+    /// template's mount namespace (it starts on the prepared root, with a copy of that
+    /// namespace of its own), false when it shares airlock's until its call.
+    pub templated: AtomicBool,
     /// Set to 1 once the call was sent; the child sleeps on it (a futex) until then.
     called: AtomicU32,
 }
@@ -295,7 +308,13 @@ pub struct Waiting {
 impl Waiting {
     /// A child that will keep `socket` and `report`.
     pub fn new(socket: i32, report: i32) -> Waiting {
-        Waiting { socket, report, own_netns: AtomicBool::new(true), called: AtomicU32::new(0) }
+        Waiting {
+            socket,
+            report,
+            own_netns: AtomicBool::new(true),
+            templated: AtomicBool::new(false),
+            called: AtomicU32::new(0),
+        }
     }
 
     /// Sends `call` on `socket` (airlock's end of this child's socket) and wakes the child.
@@ -344,14 +363,18 @@ pub struct Call {
     pub executable: RawFd,
     /// The prepared root, or -1.
     pub root: RawFd,
+    /// The detached binds ([`MountOp::Attach`]), by index: the first `detached_count`.
+    pub detached: [RawFd; MAX_DETACHED],
+    pub detached_count: usize,
 }
 
 // SAFETY: the plan pointer is only dereferenced by the child, and the parent keeps the
 // plan alive and unchanged until the child is reaped; the rest are numbers.
 unsafe impl Send for Call {}
 
-/// The bytes of a call message: the plan's address, then one bit per descriptor sent.
-const CALL_BYTES: usize = 9;
+/// The bytes of a call message: the plan's address, one bit per fixed descriptor sent, and
+/// the number of detached binds (their descriptors follow the fixed ones).
+const CALL_BYTES: usize = 10;
 
 impl Call {
     /// The call's descriptors in the order they travel (absent ones are -1).
@@ -363,15 +386,18 @@ impl Call {
     /// the child is gone (`EPIPE`, `ECONNRESET`): it never received it.
     pub fn send(&self, socket: RawFd) -> io::Result<()> {
         let descriptors = self.descriptors();
+        let detached = self.detached.get(..self.detached_count).ok_or(io::ErrorKind::InvalidInput)?;
         let mut data = [0u8; CALL_BYTES];
         data[..8].copy_from_slice(&(self.plan as usize as u64).to_ne_bytes());
-        let mut sent: Vec<RawFd> = Vec::with_capacity(descriptors.len());
+        let mut sent: Vec<RawFd> = Vec::with_capacity(descriptors.len() + detached.len());
         for (bit, fd) in descriptors.iter().enumerate() {
             if *fd >= 0 {
                 data[8] |= 1 << bit;
                 sent.push(*fd);
             }
         }
+        data[9] = u8::try_from(detached.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        sent.extend_from_slice(detached);
         let payload = std::mem::size_of_val(sent.as_slice());
         // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic on a length.
         let (space, len) = unsafe { (libc::CMSG_SPACE(payload as u32) as usize, libc::CMSG_LEN(payload as u32)) };
@@ -413,7 +439,7 @@ impl Call {
 fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailure> {
     let fail = |errno| SetUpFailure::new(Step::Receive, 0, errno);
     let mut data = [0u8; CALL_BYTES + 1];
-    let mut fds = [-1; 8];
+    let mut fds = [-1; sys::MAX_RECEIVED];
     let (len, count) = loop {
         match sys::receive_with_fds(waiting.socket, &mut data, &mut fds) {
             Err(libc::EINTR) => {}
@@ -438,9 +464,12 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
             next += 1;
         }
     }
-    if next != count || slots[..3].contains(&-1) {
+    let mut detached = [-1; MAX_DETACHED];
+    let detached_count = usize::from(data[9]);
+    if detached_count > MAX_DETACHED || next + detached_count != count || slots[..3].contains(&-1) {
         return Err(fail(libc::EPROTO));
     }
+    detached[..detached_count].copy_from_slice(&fds[next..count]);
     // Where the parent's stdio was closed, a received descriptor may be numbered 0-2: move
     // it above them, so that putting stdio in place never overwrites another.
     for slot in &mut slots {
@@ -448,8 +477,13 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
             *slot = sys::dup_at_least(*slot, 3).map_err(fail)?;
         }
     }
+    for slot in &mut detached[..detached_count] {
+        if (0..3).contains(slot) {
+            *slot = sys::dup_at_least(*slot, 3).map_err(fail)?;
+        }
+    }
     let [stdin, stdout, stderr, landlock, etc, dev, executable, root] = slots;
-    Ok((plan, ChildFds { stdin, stdout, stderr, landlock, etc, dev, executable, root }))
+    Ok((plan, ChildFds { stdin, stdout, stderr, landlock, etc, dev, executable, root, detached }))
 }
 
 /// Why [`spawn`] failed.
@@ -527,7 +561,18 @@ impl Drop for ChildStack {
 /// pooled namespace's descriptor is closed before returning: the jail holds the only
 /// reference. When the thread cannot enter it, the clone makes a new namespace as without
 /// one; when it cannot go back, see [`SpawnError::Stranded`].
-pub fn spawn(waiting: &Waiting, stack: &ChildStack, netns: Option<PooledNetns>) -> Result<(i32, OwnedFd), SpawnError> {
+///
+/// With `template`, the calling thread also enters the template's mount namespace and
+/// clones with `CLONE_NEWNS` (the child gets a copy of it: see `template`), then comes
+/// back; when it cannot enter, the child shares airlock's namespace until its call
+/// ([`Waiting::templated`] says which); when it cannot come back, the child is killed and
+/// the thread is stranded as above.
+pub fn spawn(
+    waiting: &Waiting,
+    stack: &ChildStack,
+    netns: Option<PooledNetns>,
+    template: Option<&Template>,
+) -> Result<(i32, OwnedFd), SpawnError> {
     let mut flags = libc::CLONE_VM
         | libc::CLONE_PIDFD
         | libc::CLONE_NEWUSER
@@ -548,8 +593,13 @@ pub fn spawn(waiting: &Waiting, stack: &ChildStack, netns: Option<PooledNetns>) 
     if pooled.is_none() {
         flags |= libc::CLONE_NEWNET;
     }
-    // The child reads it after the clone, which orders this write before its start.
+    let entered = template.and_then(|template| template.enter().ok());
+    if entered.is_some() {
+        flags |= libc::CLONE_NEWNS;
+    }
+    // The child reads them after the clone, which orders these writes before its start.
     waiting.own_netns.store(pooled.is_none(), Ordering::SeqCst);
+    waiting.templated.store(entered.is_some(), Ordering::SeqCst);
     let mut pidfd: c_int = -1;
     // SAFETY: child_main is an extern "C" fn that never returns into Rust code of the
     // parent; the stack is a live mapping whose top is passed; `waiting` outlives the
@@ -561,6 +611,12 @@ pub fn spawn(waiting: &Waiting, stack: &ChildStack, netns: Option<PooledNetns>) 
     let error = io::Error::last_os_error();
     // SAFETY: with CLONE_PIDFD the kernel returned a new descriptor that only we own.
     let pidfd = (pid > 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    if let Some(stranded) = entered.and_then(|entered| entered.leave().err()) {
+        if let Some(pidfd) = &pidfd {
+            kill_and_reap(pid, pidfd);
+        }
+        return Err(SpawnError::Stranded(stranded));
+    }
     if let Some(stranded) = pooled.as_ref().and_then(|netns| netns.leave().err()) {
         if let Some(pidfd) = &pidfd {
             kill_and_reap(pid, pidfd);
@@ -597,9 +653,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // until this process is reaped.
     let waiting = unsafe { &*(arg as *const Waiting) };
     let failure = match wait_for_call(waiting) {
-        // SAFETY: the plan's address came from the parent on a socket only it holds the
-        // other end of; the parent keeps the plan alive until this process is reaped.
-        Ok((plan, fds)) => set_up_and_exec(unsafe { &*plan }, &fds, waiting.own_netns.load(Ordering::SeqCst)),
+        Ok((plan, fds)) => {
+            let (own_netns, templated) =
+                (waiting.own_netns.load(Ordering::SeqCst), waiting.templated.load(Ordering::SeqCst));
+            // SAFETY: the plan's address came from the parent on a socket only it holds the
+            // other end of; the parent keeps the plan alive until this process is reaped.
+            set_up_and_exec(unsafe { &*plan }, &fds, own_netns, templated)
+        }
         Err(failure) => failure,
     };
     let _ = sys::write_all(waiting.report, &failure.encode());
@@ -683,7 +743,7 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
 /// 8. Every descriptor above 2 is marked close-on-exec (the report pipe still works).
 /// 9. seccomp last: it constrains only the exec and the tool, never our set-up.
 /// 10. exec.
-fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFailure {
+fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool, templated: bool) -> SetUpFailure {
     macro_rules! step {
         ($step:expr, $index:expr, $call:expr) => {
             if let Err(errno) = $call {
@@ -706,15 +766,49 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool) -> SetUpFa
     }
 
     // 3. The minimal root.
-    step!(Step::MountNamespace, 0, sys::unshare(libc::CLONE_NEWNS));
-    step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
+    let pivot = |staging: &CStr| -> Result<(), SetUpFailure> {
+        let at = |step, index| move |errno| SetUpFailure::new(step, index, errno);
+        sys::chdir(staging).map_err(at(Step::PivotRoot, 0))?;
+        sys::pivot_root(c".", c".").map_err(at(Step::PivotRoot, 1))?;
+        sys::umount2(c".", libc::MNT_DETACH).map_err(at(Step::DetachOldRoot, 0))
+    };
+    let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    match &plan.root.base {
+        // Cloned in the template: on the prepared root already, in a mount namespace of
+        // our own. Our /proc covers the template's.
+        Base::Shared { .. } if templated => {
+            step!(
+                Step::MountProc,
+                0,
+                sys::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags, Some(PROC_OPTIONS))
+            );
+        }
+        Base::Shared { staging, proc } => {
+            step!(Step::MountNamespace, 0, sys::unshare(libc::CLONE_NEWNS));
+            step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
+            step!(Step::StageRoot, 0, apply(&MountOp::Prepared { tree: Tree::Root, target: staging.clone() }, fds));
+            step!(Step::MountProc, 0, sys::mount(Some(c"proc"), proc, Some(c"proc"), proc_flags, Some(PROC_OPTIONS)));
+            if let Err(failure) = pivot(staging) {
+                return failure;
+            }
+        }
+        // A root of our own cannot be made in a copy of the template (host paths are bound
+        // by path): the parent never hands such a plan to a jail cloned there.
+        Base::Own { .. } if templated => return SetUpFailure::new(Step::MountNamespace, 0, libc::EINVAL),
+        Base::Own { .. } => {
+            step!(Step::MountNamespace, 0, sys::unshare(libc::CLONE_NEWNS));
+            step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
+        }
+    }
     for (index, op) in plan.root.ops.iter().enumerate() {
         step!(Step::Mount, index, apply(op, fds));
     }
-    step!(Step::SealRoot, 0, sys::mount_setattr(&plan.root.staging, false, attr::RDONLY | attr::NOSUID | attr::NODEV));
-    step!(Step::PivotRoot, 0, sys::chdir(&plan.root.staging));
-    step!(Step::PivotRoot, 1, sys::pivot_root(c".", c"."));
-    step!(Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
+    if let Base::Own { staging } = &plan.root.base {
+        step!(Step::SealRoot, 0, sys::mount_setattr(staging, false, attr::RDONLY | attr::NOSUID | attr::NODEV));
+        if let Err(failure) = pivot(staging) {
+            return failure;
+        }
+    }
     step!(Step::WorkingDir, 0, sys::chdir(&plan.root.cwd));
 
     // 4. Loopback, when the namespace is our own (the host name was set while waiting).
@@ -802,6 +896,13 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
             });
             let _ = sys::close(source);
             bound
+        }
+        MountOp::Attach { index, target, .. } => {
+            let source = fds.detached.get(*index).copied().filter(|fd| *fd >= 0).ok_or(libc::EBADF)?;
+            let target = sys::open_path_no_symlinks(target)?;
+            let attached = sys::move_mount_fd(source, target);
+            let _ = sys::close(target);
+            attached
         }
         MountOp::Rebind { target, attrs } => {
             let fd = sys::open_path_no_symlinks(target)?;

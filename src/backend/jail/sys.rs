@@ -147,6 +147,11 @@ pub fn chdir(path: &CStr) -> Result<(), Errno> {
     sys!(libc::SYS_chdir, ptr(path)).map(drop)
 }
 
+/// `chroot(2)`.
+pub fn chroot(path: &CStr) -> Result<(), Errno> {
+    sys!(libc::SYS_chroot, ptr(path)).map(drop)
+}
+
 /// `mount(2)`.
 pub fn mount(
     source: Option<&CStr>,
@@ -250,9 +255,19 @@ pub fn clone_tree_fd(source: i32, target: i32, attrs: u64) -> Result<(), Errno> 
 /// every mount of the copy, or on its top; `propagation` unless 0) and `move_mount` onto
 /// `target`.
 fn attach_copy(source: i32, target: i32, attrs: u64, attrs_recursive: bool, propagation: u64) -> Result<(), Errno> {
+    let tree = detached_copy(source, attrs, attrs_recursive, propagation)?;
+    let moved = move_mount_fd(tree, target);
+    let _ = close(tree);
+    moved
+}
+
+/// A detached copy of the tree at descriptor `source` with all its mounts:
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`, then `mount_setattr` (`attrs` on every
+/// mount of the copy, or on its top; `propagation` unless 0). The copy is a new descriptor
+/// (close-on-exec); it goes away with its last descriptor unless it is attached
+/// ([`move_mount_fd`]) first.
+pub fn detached_copy(source: i32, attrs: u64, attrs_recursive: bool, propagation: u64) -> Result<i32, Errno> {
     const OPEN_TREE_CLONE: usize = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: usize = 0x04;
-    const MOVE_MOUNT_T_EMPTY_PATH: usize = 0x40;
     let empty = c"";
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as usize | libc::AT_EMPTY_PATH as usize | libc::AT_RECURSIVE as usize;
     let tree = sys!(libc::SYS_open_tree, source as usize, ptr(empty), flags)? as i32;
@@ -266,18 +281,30 @@ fn attach_copy(source: i32, target: i32, attrs: u64, attrs_recursive: bool, prop
         &attr as *const MountAttr as usize,
         size_of::<MountAttr>()
     );
-    let moved = set.and_then(|_| {
-        sys!(
-            libc::SYS_move_mount,
-            tree as usize,
-            ptr(empty),
-            target as usize,
-            ptr(empty),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-        )
-    });
-    let _ = close(tree);
-    moved.map(drop)
+    match set {
+        Ok(_) => Ok(tree),
+        Err(errno) => {
+            let _ = close(tree);
+            Err(errno)
+        }
+    }
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
+/// attaches the detached tree `tree` onto the path descriptor `target`.
+pub fn move_mount_fd(tree: i32, target: i32) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: usize = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: usize = 0x40;
+    let empty = c"";
+    sys!(
+        libc::SYS_move_mount,
+        tree as usize,
+        ptr(empty),
+        target as usize,
+        ptr(empty),
+        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    )
+    .map(drop)
 }
 
 /// `unshare(2)`.
@@ -392,12 +419,16 @@ pub fn dup_at_least(fd: i32, lowest: i32) -> Result<i32, Errno> {
     sys!(libc::SYS_fcntl, fd as usize, libc::F_DUPFD_CLOEXEC as usize, lowest as usize).map(|fd| fd as i32)
 }
 
+/// The most descriptors [`receive_with_fds`] takes in one message.
+pub const MAX_RECEIVED: usize = 40;
+
 /// Receives one message from `socket` into `data`, with the descriptors it carries put in
 /// `fds` (close-on-exec). Returns the bytes and descriptors received; a message whose
 /// descriptors did not fit is an error (`EMSGSIZE`: they were closed by the kernel).
-pub fn receive_with_fds(socket: i32, data: &mut [u8], fds: &mut [i32; 8]) -> Result<(usize, usize), Errno> {
-    // Room for a control message of 8 descriptors: a header of 16 bytes and 32 bytes.
-    let mut control = [0u64; 6];
+pub fn receive_with_fds(socket: i32, data: &mut [u8], fds: &mut [i32; MAX_RECEIVED]) -> Result<(usize, usize), Errno> {
+    // Room for a control message of MAX_RECEIVED descriptors: a header of 16 bytes and 4
+    // bytes each.
+    let mut control = [0u64; 2 + MAX_RECEIVED / 2];
     let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
     // SAFETY: msghdr is plain data; every pointer set below points into this frame.
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
