@@ -1101,13 +1101,17 @@ mod tests {
     }
 
     #[test]
-    fn every_thread_that_clones_a_jail_is_back_in_the_hosts_network_namespace() {
+    fn every_thread_that_clones_a_jail_is_back_in_the_hosts_network_and_mount_namespaces() {
         let backend = JailBackend::new();
         if backend.netns_pool_unavailable().is_some() {
             // Not root: no pool, no thread ever changes namespace.
             return;
         }
-        let netns = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        // The network and mount namespaces, root and working directory of this thread.
+        let netns = || {
+            ["/proc/thread-self/ns/net", "/proc/thread-self/ns/mnt", "/proc/thread-self/root", "/proc/thread-self/cwd"]
+                .map(|link| std::fs::read_link(link).unwrap())
+        };
         let host = netns();
         let mut grant = Grant::new("test", Program::Process { executable: "/bin/true".into(), sha256: None });
         grant.jail.best_effort.push(Layer::Seccomp);
@@ -1278,6 +1282,96 @@ mod tests {
             shape
         };
         assert_eq!(shape(from_pool), shape(cloned));
+    }
+
+    /// The jail's mount table as listed, each mount as (mount point, root, options, file
+    /// system, super options).
+    fn mount_list(backend: &JailBackend) -> Vec<(String, String, String, String, String)> {
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/cat".into(), sha256: None });
+        grant.args = vec!["/proc/self/mountinfo".into()];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(backend.run(&grant)).unwrap();
+        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+        String::from_utf8(report.stdout.bytes)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (before, after) = line.split_once(" - ").unwrap();
+                let fields: Vec<&str> = before.split(' ').collect();
+                let after: Vec<&str> = after.split(' ').collect();
+                let (point, root, options) = (fields[4], fields[3], fields[5]);
+                (point.into(), root.into(), options.into(), after[0].into(), after[2].into())
+            })
+            .collect()
+    }
+
+    /// A jail cloned in the template (its mount namespace a copy of the template's) and one
+    /// cloned in airlock's (that stages the prepared root and pivots into it) see the same
+    /// mounts, but for the template's procfs, covered by the jail's own /proc: process
+    /// directories only (`subset=pid`).
+    #[test]
+    fn a_jail_cloned_in_the_template_sees_what_a_jail_staging_the_prepared_root_sees() {
+        let mut templated = JailBackend::new();
+        templated.set_ready_jails(0);
+        if templated.host.read().unwrap().template.is_none() {
+            // Not root (or an older kernel): no template.
+            return;
+        }
+        let mut staged = JailBackend::new();
+        staged.set_ready_jails(0);
+        if let Ok(mut host) = staged.host.write() {
+            host.template = None;
+            host.probed = Instant::now();
+        }
+        let (in_template, on_staging) = (mount_list(&templated), mount_list(&staged));
+        assert!(staged.host.read().unwrap().template.is_none(), "the host was probed again during the test");
+        let procs = |list: &[(String, String, String, String, String)]| {
+            list.iter().filter(|m| m.0 == "/proc").map(|m| (m.0.clone(), m.4.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(procs(&on_staging), [("/proc".to_string(), "rw,hidepid=invisible".to_string())]);
+        assert_eq!(
+            procs(&in_template),
+            [
+                ("/proc".to_string(), "rw,hidepid=invisible,subset=pid".to_string()),
+                ("/proc".to_string(), "rw,hidepid=invisible".to_string())
+            ]
+        );
+        let without_template_proc: Vec<_> = in_template.iter().filter(|m| !m.4.contains("subset=pid")).collect();
+        let on_staging: Vec<_> = on_staging.iter().collect();
+        // The same mounts, in the same order; the template's root (a copy of the prepared
+        // one) is the jail's, read-only.
+        assert_eq!(without_template_proc, on_staging);
+        assert_eq!(in_template[0].0, "/");
+        assert!(in_template[0].2.split(',').any(|o| o == "ro"), "{:?}", in_template[0]);
+    }
+
+    /// A jail cloned ahead in a template is used only while that template is the host's:
+    /// once the host's mounts changed (a new template), it is dropped and the call clones
+    /// one in the new template.
+    #[test]
+    fn a_ready_jail_cloned_in_an_older_template_is_not_used() {
+        let (backend, _) = with_ready_jails(2);
+        let Some(template) = backend.host.read().unwrap().template.clone() else {
+            // Not root: no template.
+            return;
+        };
+        // A call has the cgroups layer whenever the host has cgroups.
+        let cgroups = backend.cgroups.is_ok();
+        let pool = backend.started().ready.as_ref().unwrap();
+        // The twin: with the template it was cloned in, the ready jail is taken.
+        match backend.start_jail(cgroups, Some(&template)).unwrap() {
+            Starting::Ready(ready) => assert!(ready.template().is_some_and(|t| Arc::ptr_eq(t, &template))),
+            Starting::Cloning(_) => panic!("the ready jail was not taken"),
+        }
+        // The other one waits, cloned in the same template.
+        assert_eq!(pool.wait_for(1).unwrap().len(), 1);
+        let root = backend.host.read().unwrap().root.clone().unwrap();
+        let newer = Arc::new(Template::build(&root, &backend.host.read().unwrap().layout.staging[0]).unwrap());
+        match backend.start_jail(cgroups, Some(&newer)).unwrap() {
+            Starting::Ready(_) => panic!("a jail cloned in an older template was taken"),
+            Starting::Cloning(pending) => assert!(pending.in_template() == backend.cgroups.is_ok()),
+        }
     }
 
     /// A waiting jail closed every descriptor of airlock's it was cloned with: a pipe whose
