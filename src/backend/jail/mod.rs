@@ -1346,6 +1346,32 @@ mod tests {
         assert!(in_template[0].2.split(',').any(|o| o == "ro"), "{:?}", in_template[0]);
     }
 
+    /// A grant that needs a mount point outside the shared root (here /srv) gets a root
+    /// of the jail's own, made by a jail cloned in airlock's mount namespace: the jail the
+    /// call started in the template (cloned, or ready) is dropped for it.
+    #[test]
+    fn a_grant_that_needs_a_root_of_its_own_runs_in_a_jail_cloned_outside_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let mut grant = Grant::new("test", Program::Process { executable: "/bin/ls".into(), sha256: None });
+        grant.args = vec!["/srv/granted".into()];
+        grant.mounts = vec![Mount { host: dir.path().to_path_buf(), guest: "/srv/granted".into(), writable: false }];
+        grant.jail.best_effort.push(Layer::Seccomp);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for ready in [0, 1] {
+            let mut backend = JailBackend::new();
+            backend.set_ready_jails(ready);
+            let host = backend.host();
+            let own = plan::root_plan(&host.layout, &grant, host.prepared()).unwrap();
+            assert!(matches!(own.base, Base::Own { .. }), "{:?}", own.base);
+            for _ in 0..3 {
+                let report = runtime.block_on(backend.run(&grant)).unwrap();
+                assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+                assert_eq!(report.stdout.bytes, b"file\n");
+            }
+        }
+    }
+
     /// A jail cloned ahead in a template is used only while that template is the host's:
     /// once the host's mounts changed (a new template), it is dropped and the call clones
     /// one in the new template.
