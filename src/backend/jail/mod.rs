@@ -15,8 +15,9 @@
 //!
 //! Modules: `plan` (pure plans), `spawn` (clone and the ordered set-up), `ready` (jails
 //! cloned ahead of their calls), `landlock`, `cgroup`, `netns` (network namespaces made
-//! ahead), `prepared` (the /etc and /dev trees built once), `seccomp` (profiles compiled to
-//! BPF), `sys` (raw system calls for the child).
+//! ahead), `prepared` (the /etc, /dev and root trees built once), `template` (the mount
+//! namespace jails are cloned in), `seccomp` (profiles compiled to BPF), `sys` (raw system
+//! calls for the child).
 
 mod cgroup;
 mod landlock;
@@ -109,8 +110,8 @@ pub enum JailError {
     )]
     Clone(io::Error),
     #[error(
-        "the thread that cloned the jail cannot return to the host's network namespace: {0}; the jail was \
-         killed and the thread retired (did the process lose CAP_SYS_ADMIN?)"
+        "the thread that cloned the jail cannot return to the host's network or mount namespace: {0}; the \
+         jail was killed and the thread retired (did the process lose CAP_SYS_ADMIN?)"
     )]
     NetnsReturn(io::Error),
     #[error("cannot write the jail's uid/gid maps: {0}")]

@@ -459,8 +459,9 @@ pub fn choose_staging<'a>(candidates: &'a [String], sources: &[&Path]) -> Option
 /// `prepared`: the trees the child gets prepared (one recursive clone of a tmpfs that
 /// already holds the entries and binds of [`etc_tree`] or [`dev_tree`]) instead of making
 /// their entries and binds one by one. With the prepared root ([`root_tree`]), everything
-/// up to /tmp is one clone, when the grant needs no mount point of its own in the root
-/// (an absolute guest path outside /tmp, say): the shared root cannot be written.
+/// up to /tmp is the base ([`Base::Shared`]: the template's copy, or one clone), when the
+/// grant needs no mount point of its own in the root (an absolute guest path outside
+/// /tmp, say: the shared root cannot be written) and has at most [`MAX_DETACHED`] binds.
 pub fn root_plan(layout: &HostLayout, grant: &Grant, prepared: Prepared) -> Result<RootPlan, PlanError> {
     if prepared.root && prepared.etc && prepared.dev {
         match plan(layout, grant, prepared, true) {

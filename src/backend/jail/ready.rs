@@ -7,10 +7,13 @@
 //! Owns: [`Cloner`] (what a clone needs: the cgroups, the network namespaces made ahead,
 //! the ids to map, spare stacks), [`ReadyJail`] (a cloned, mapped child waiting for its
 //! call, in its own call cgroup), [`ReadyPool`] (the waiting jails and their filler).
-//! Must not: let a jail see the host as it was when it was cloned. Nothing a waiting jail
-//! holds depends on the host's state: its mount namespace is copied when it gets its call
-//! (`unshare(CLONE_NEWNS)` in the child, not `CLONE_NEWNS` at the clone), and the call
-//! brings its plan, descriptors, prepared trees and limits. Hand a jail out twice (each is
+//! Must not: let a jail see the host as it was when it was cloned. A waiting jail holds no
+//! state of the host's but the template it was cloned in (a copy of the prepared root,
+//! with `CLONE_NEWNS` at the clone): a jail of an older template is dropped unused (the
+//! template is made again when the host's mounts change); without a template its mount
+//! namespace is copied when it gets its call (`unshare(CLONE_NEWNS)` in the child). The
+//! call brings its plan, descriptors (its binds opened at the call), prepared trees and
+//! limits. Hand a jail out twice (each is
 //! taken once), or leave one behind (a dropped ready jail is killed and reaped, and its
 //! cgroup goes back).
 //!
@@ -478,6 +481,10 @@ struct State {
     ready: Vec<ReadyJail>,
     /// A pidfd of the last jail handed a call, until the filler has waited for its exit.
     running: Option<OwnedFd>,
+    /// Whether any call was handed a jail yet: the filler clones only after the first
+    /// (the call that starts the pool clones its own jail, and takes the first pooled
+    /// network namespace; a filler racing it would take that one and contend with it).
+    called: bool,
     stop: bool,
 }
 
@@ -504,7 +511,7 @@ pub struct ReadyPool {
 impl ReadyPool {
     /// Starts a filler that keeps `size` jails ready.
     pub fn start(cloner: Arc<Cloner>, size: usize) -> io::Result<ReadyPool> {
-        let state = State { ready: Vec::new(), running: None, stop: false };
+        let state = State { ready: Vec::new(), running: None, called: false, stop: false };
         let shared = Arc::new(Shared { state: Mutex::new(state), wake: Condvar::new() });
         let filler = {
             let shared = Arc::clone(&shared);
@@ -538,6 +545,7 @@ impl ReadyPool {
         let Ok(pidfd) = pidfd.try_clone() else { return };
         if let Some(mut state) = self.shared.lock() {
             state.running = Some(pidfd);
+            state.called = true;
         }
         self.shared.wake.notify_all();
     }
@@ -568,7 +576,7 @@ fn fill(shared: &Shared, cloner: &Cloner, size: usize) {
     loop {
         let running = {
             let Some(mut state) = shared.lock() else { return };
-            while !state.stop && state.ready.len() >= size {
+            while !state.stop && (state.ready.len() >= size || !state.called) {
                 state = match shared.wake.wait(state) {
                     Ok(state) => state,
                     Err(_) => return,

@@ -1,8 +1,9 @@
-//! The jail's ordered set-up: one `clone` with every namespace flag but the mount
-//! namespace's (the network namespace comes from the pool when it can: the cloning thread
-//! enters it for the clone); the child then waits for its call (at once, or later from the
-//! pool of ready jails), and one straight function enters a new mount namespace, applies
-//! the call's precomputed plans and execs the tool.
+//! The jail's ordered set-up: one `clone` with every namespace flag (the network namespace
+//! comes from the pool when it can, and the mount namespace is a copy of the template's,
+//! when there is one: the cloning thread enters each for the clone); the child then waits
+//! for its call (at once, or later from the pool of ready jails), and one straight function
+//! finishes its root (or, cloned without a template, enters a new mount namespace and
+//! builds it), applies the call's precomputed plans and execs the tool.
 //!
 //! Owns: [`ChildPlan`] (everything the child needs, prepared by the parent as C strings
 //! and numbers), the child's stack, [`spawn`] (the `clone`, and the cloning thread's trip
@@ -491,8 +492,8 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
 pub enum SpawnError {
     /// `clone` failed; the calling thread is as it was.
     Clone(io::Error),
-    /// The calling thread entered a pooled network namespace for the clone and cannot go
-    /// back to the host's. Any child was killed and reaped. The thread must not run
+    /// The calling thread entered a pooled network namespace (or the template's mount
+    /// namespace) for the clone and cannot go back to the host's. Any child was killed and reaped. The thread must not run
     /// anything else (its signals stay blocked): the caller retires it, or ends the process.
     Stranded(io::Error),
 }
@@ -550,10 +551,11 @@ impl Drop for ChildStack {
     }
 }
 
-/// Clones the child: new user, pid, net, ipc and uts namespaces in one `clone` (the mount
-/// namespace comes with the call: see [`set_up_and_exec`]), sharing the parent's memory
-/// until exec, with every signal blocked across the call so
-/// that no parent handler can run on the child's stack. Returns the pid and a pidfd.
+/// Clones the child: new user, pid, net, ipc and uts namespaces in one `clone` (and the
+/// mount namespace with a template; without one it comes with the call: see
+/// [`set_up_and_exec`]), sharing the parent's memory until exec, with every signal blocked
+/// across the call so that no parent handler can run on the child's stack. Returns the pid
+/// and a pidfd.
 ///
 /// With `netns`, the calling thread enters that pooled network namespace, clones without
 /// `CLONE_NEWNET` (the child inherits the thread's namespace), and goes back to the host's;
@@ -723,12 +725,16 @@ fn wait_for_call(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetU
 /// 1. Stdio from the call's pipes (the signals, session and descriptors were dealt with
 ///    while waiting: [`wait_for_call`]).
 /// 2. Supplementary groups, a cgroup namespace (we are in the call's cgroup).
-/// 3. Mounts while we still hold every capability of our user namespace: a mount
-///    namespace of our own, copied from airlock's now (not at the clone: a jail cloned
-///    ahead would otherwise see the host's mounts as they were then), private
-///    propagation, the minimal root (staging tmpfs, binds, protected paths last, /proc
-///    while the host's /proc is still visible), seal the root read-only, `pivot_root`,
-///    detach the host's root. Then the working directory.
+/// 3. Mounts while we still hold every capability of our user namespace. Cloned in the
+///    template, our mount namespace is a copy of it: we are on the prepared root already
+///    and mount our /proc over the template's (which makes it "fully visible", as the
+///    kernel requires). Otherwise a mount namespace of our own is copied from airlock's
+///    now, made private, and the prepared root staged (with /proc, while the host's is
+///    still visible) and pivoted into, or a root of our own built (staging tmpfs, binds,
+///    /proc last) and sealed read-only before the pivot; the host's root is detached.
+///    Then the call's steps: /proc's host-wide parts read-only, /tmp, the grant's binds
+///    (attached from the parent's detached copies on the prepared root), protected paths
+///    last. Then the working directory.
 /// 4. Loopback needs CAP_NET_ADMIN in our network namespace; only when the clone made it:
 ///    a pooled one (`own_netns` false) has it up already, and is owned by airlock's user
 ///    namespace, where we have no capability (so neither we nor the tool can reconfigure
