@@ -1,25 +1,29 @@
-//! Network namespaces made ahead of the calls: creating one costs about half a millisecond
-//! (most of what a bare `clone` of the jail costs), so a background thread keeps a few fresh
-//! ones ready and a call only takes one.
+//! Network and IPC namespaces made ahead of the calls: creating a network namespace costs
+//! about half a millisecond (most of what a bare `clone` of the jail costs), an IPC one
+//! about 0.1 ms (its internal mqueue mount), so a background thread per kind keeps a few
+//! fresh ones ready and a call only takes one of each.
 //!
-//! Owns: [`NetnsPool`] (a descriptor of the host's network namespace, the ready namespaces,
-//! the filler thread that makes them), [`PooledNetns`] (one namespace, taken once for one
-//! call) and moving the spawning thread into it and back ([`PooledNetns::enter`],
-//! [`PooledNetns::leave`]).
+//! Owns: [`NsPool`] (of one [`Kind`]: a descriptor of the host's namespace, the ready
+//! namespaces, the filler thread that makes them), [`PooledNs`] (one namespace, taken once
+//! for one call) and moving the spawning thread into it and back ([`PooledNs::enter`],
+//! [`PooledNs::leave`]).
 //!
 //! How a jail gets one: the jail's user namespace is new, so the jail has no capability over
 //! a namespace made by airlock and cannot `setns` into it. Instead the thread that clones the
-//! jail enters the pooled namespace just before `clone`, clones without `CLONE_NEWNET` (the
-//! child inherits the thread's namespace) and goes back right after (`spawn::spawn`). Each
-//! namespace is made by a short-lived thread of its own that `unshare`s into it, brings `lo`
-//! up, opens it and goes back to the host's namespace before it exits: a thread that serves
+//! jail enters the pooled namespace just before `clone`, clones without `CLONE_NEWNET` (or
+//! `CLONE_NEWIPC`; the child inherits the thread's namespace) and goes back right after
+//! (`spawn::spawn`). Each namespace is made by a short-lived thread of its own that
+//! `unshare`s into it, brings `lo` up (a network one), opens it and goes back to the host's
+//! namespace before it exits: a thread that serves
 //! anything else never changes namespace here, and the way back is proven before the pool is
 //! used. Only where that works (root, in practice) is there a pool; elsewhere
-//! [`NetnsPool::start`] says why and every call clones with `CLONE_NEWNET` as before.
+//! [`NsPool::start`] says why and every call clones with `CLONE_NEWNET` as before.
 //!
 //! What a jail gets is what `CLONE_NEWNET` gives it, and a little less: a new, empty
 //! namespace with only loopback, up. It is owned by airlock's user namespace, not the jail's,
-//! so even the jail's set-up cannot reconfigure it (no `CAP_NET_ADMIN` there).
+//! so even the jail's set-up cannot reconfigure it (no `CAP_NET_ADMIN` there). Likewise an
+//! IPC namespace: new and empty, its limits (`kernel.shm*`, `msg*`, `sem`) out of the jail's
+//! reach (no `CAP_SYS_RESOURCE` over it).
 //!
 //! Must not: hand out a namespace twice (each is taken once; its descriptor is closed after
 //! the clone, so it dies with the jail); put a namespace in the pool that any thread did
@@ -49,20 +53,48 @@ const POOL_SIZE: usize = 3;
 /// reached, memory short) before it tries again, so that a lasting failure costs no CPU.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The network namespace of the thread that made the backend: where a spawning thread
-/// comes back to. Identified by its nsfs device and inode.
+/// Which namespaces a pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Network namespaces, loopback up.
+    Net,
+    /// IPC namespaces.
+    Ipc,
+}
+
+impl Kind {
+    /// The `clone`/`unshare`/`setns` flag.
+    pub fn flag(self) -> libc::c_int {
+        match self {
+            Kind::Net => libc::CLONE_NEWNET,
+            Kind::Ipc => libc::CLONE_NEWIPC,
+        }
+    }
+
+    /// The calling thread's namespace of this kind.
+    fn thread_path(self) -> &'static str {
+        match self {
+            Kind::Net => "/proc/thread-self/ns/net",
+            Kind::Ipc => "/proc/thread-self/ns/ipc",
+        }
+    }
+}
+
+/// The namespace (of one kind) of the thread that made the backend: where a spawning
+/// thread comes back to. Identified by its nsfs device and inode.
 #[derive(Debug)]
-struct HostNetns {
+struct HostNs {
+    kind: Kind,
     fd: OwnedFd,
     id: (u64, u64),
 }
 
-impl HostNetns {
-    fn open() -> io::Result<HostNetns> {
+impl HostNs {
+    fn open(kind: Kind) -> io::Result<HostNs> {
         // Opened close-on-exec (std always is): no tool ever inherits it.
-        let file = File::open("/proc/thread-self/ns/net")?;
+        let file = File::open(kind.thread_path())?;
         let meta = file.metadata()?;
-        Ok(HostNetns { id: (meta.dev(), meta.ino()), fd: OwnedFd::from(file) })
+        Ok(HostNs { kind, id: (meta.dev(), meta.ino()), fd: OwnedFd::from(file) })
     }
 }
 
@@ -79,51 +111,55 @@ struct Shared {
     wake: Condvar,
 }
 
-/// Fresh network namespaces, each used by one jail, and the thread that makes them.
+/// Fresh namespaces of one kind, each used by one jail, and the thread that makes them.
 #[derive(Debug)]
-pub struct NetnsPool {
-    host: Arc<HostNetns>,
+pub struct NsPool {
+    host: Arc<HostNs>,
     shared: Arc<Shared>,
     filler: Option<JoinHandle<()>>,
 }
 
 /// One pooled namespace, for one call's clone.
 #[derive(Debug)]
-pub struct PooledNetns {
+pub struct PooledNs {
     fd: OwnedFd,
-    host: Arc<HostNetns>,
+    host: Arc<HostNs>,
 }
 
-impl NetnsPool {
+impl NsPool {
     /// Makes the first namespace (which proves a thread can make one and come back) and
     /// starts the filler. `Err` says why there is no pool (calls then use `CLONE_NEWNET`).
-    pub fn start() -> Result<NetnsPool, String> {
+    pub fn start(kind: Kind) -> Result<NsPool, String> {
+        let name = match kind {
+            Kind::Net => "network",
+            Kind::Ipc => "IPC",
+        };
         let host =
-            Arc::new(HostNetns::open().map_err(|e| format!("cannot open this thread's network namespace: {e}"))?);
+            Arc::new(HostNs::open(kind).map_err(|e| format!("cannot open this thread's {name} namespace: {e}"))?);
         let first = create(&host, Priority::Normal)
-            .map_err(|e| format!("cannot make a network namespace and come back: {e}"))?;
+            .map_err(|e| format!("cannot make a {name} namespace and come back: {e}"))?;
         let shared =
             Arc::new(Shared { state: Mutex::new(State { ready: vec![first], stop: false }), wake: Condvar::new() });
         let filler = std::thread::Builder::new()
-            .name("airlock-netns".into())
+            .name(if kind == Kind::Net { "airlock-netns" } else { "airlock-ipcns" }.into())
             .spawn({
                 let (shared, host) = (Arc::clone(&shared), Arc::clone(&host));
                 move || fill(&shared, &host)
             })
             .map_err(|e| format!("cannot start the network namespace filler: {e}"))?;
-        Ok(NetnsPool { host, shared, filler: Some(filler) })
+        Ok(NsPool { host, shared, filler: Some(filler) })
     }
 
     /// A ready namespace, never used before and never handed out again; `None` when the
     /// pool is empty (the filler is behind, or failing).
-    pub fn take(&self) -> Option<PooledNetns> {
+    pub fn take(&self) -> Option<PooledNs> {
         let fd = self.shared.state.lock().ok()?.ready.pop()?;
         self.shared.wake.notify_one();
-        Some(PooledNetns { fd, host: Arc::clone(&self.host) })
+        Some(PooledNs { fd, host: Arc::clone(&self.host) })
     }
 }
 
-impl Drop for NetnsPool {
+impl Drop for NsPool {
     fn drop(&mut self) {
         if let Ok(mut state) = self.shared.state.lock() {
             state.stop = true;
@@ -136,7 +172,7 @@ impl Drop for NetnsPool {
 }
 
 /// The filler: keeps `POOL_SIZE` namespaces ready until the pool stops.
-fn fill(shared: &Shared, host: &HostNetns) {
+fn fill(shared: &Shared, host: &HostNs) {
     let Ok(mut state) = shared.state.lock() else { return };
     loop {
         if state.stop {
@@ -180,9 +216,10 @@ enum Priority {
     Idle,
 }
 
-/// Makes one namespace on a thread of its own: `unshare(CLONE_NEWNET)`, loopback up, open
-/// it (close-on-exec), then back to the host's namespace, which proves the way back works.
-fn create(host: &HostNetns, priority: Priority) -> io::Result<OwnedFd> {
+/// Makes one namespace on a thread of its own: `unshare`, loopback up (a network one),
+/// open it (close-on-exec), then back to the host's namespace, which proves the way back
+/// works.
+fn create(host: &HostNs, priority: Priority) -> io::Result<OwnedFd> {
     std::thread::scope(|scope| {
         let maker = std::thread::Builder::new().name("airlock-netns-new".into()).spawn_scoped(scope, || {
             if priority == Priority::Idle {
@@ -191,51 +228,53 @@ fn create(host: &HostNetns, priority: Priority) -> io::Result<OwnedFd> {
                 // normal priority, which is only slower for others.
                 unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
             }
-            // SAFETY: unshare has no memory arguments; a network namespace belongs to the
-            // thread, and this thread does nothing else and exits below.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            // SAFETY: unshare has no memory arguments; a network or IPC namespace belongs to
+            // the thread, and this thread does nothing else and exits below.
+            if unsafe { libc::unshare(host.kind.flag()) } != 0 {
                 return Err(io::Error::last_os_error());
             }
-            // The ioctl the jail's own set-up makes when it has a namespace of its own.
-            sys::loopback_up().map_err(io::Error::from_raw_os_error)?;
-            let fd = OwnedFd::from(File::open("/proc/thread-self/ns/net")?);
-            setns(host.fd.as_raw_fd())?;
+            if host.kind == Kind::Net {
+                // The ioctl the jail's own set-up makes when it has a namespace of its own.
+                sys::loopback_up().map_err(io::Error::from_raw_os_error)?;
+            }
+            let fd = OwnedFd::from(File::open(host.kind.thread_path())?);
+            setns(host.fd.as_raw_fd(), host.kind)?;
             Ok(fd)
         })?;
-        maker.join().map_err(|_| io::Error::other("the network namespace maker panicked"))?
+        maker.join().map_err(|_| io::Error::other("the namespace maker panicked"))?
     })
 }
 
-/// `setns(fd, CLONE_NEWNET)` for the calling thread.
-fn setns(fd: RawFd) -> io::Result<()> {
+/// `setns(fd, CLONE_NEW*)` for the calling thread.
+fn setns(fd: RawFd, kind: Kind) -> io::Result<()> {
     // SAFETY: setns has no memory arguments; `fd` is a namespace descriptor we hold open.
-    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+    if unsafe { libc::setns(fd, kind.flag()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// The network namespace of the calling thread, as (device, inode).
-fn thread_netns() -> io::Result<(u64, u64)> {
-    let meta = std::fs::metadata("/proc/thread-self/ns/net")?;
+/// The calling thread's namespace of `kind`, as (device, inode).
+fn thread_ns(kind: Kind) -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(kind.thread_path())?;
     Ok((meta.dev(), meta.ino()))
 }
 
-impl PooledNetns {
+impl PooledNs {
     /// Moves the calling thread into this namespace. Refused, with the thread left where it
     /// was, when the thread is not in the host's namespace (it would be brought back to the
     /// wrong one) or `setns` fails.
     pub fn enter(&self) -> io::Result<()> {
-        if thread_netns()? != self.host.id {
-            return Err(io::Error::other("this thread is not in the host's network namespace"));
+        if thread_ns(self.host.kind)? != self.host.id {
+            return Err(io::Error::other("this thread is not in the host's namespace"));
         }
-        setns(self.fd.as_raw_fd())
+        setns(self.fd.as_raw_fd(), self.host.kind)
     }
 
     /// Moves the calling thread back to the host's namespace. On error the thread is still
     /// in the jail's: nothing network-related may run on it again.
     pub fn leave(&self) -> io::Result<()> {
-        setns(self.host.fd.as_raw_fd())
+        setns(self.host.fd.as_raw_fd(), self.host.kind)
     }
 }
 
@@ -274,8 +313,8 @@ mod tests {
             // Without CAP_SYS_ADMIN there is no pool; the jail tests cover that path.
             return;
         }
-        let pool = NetnsPool::start().expect("a pool as root");
-        let host = thread_netns().unwrap();
+        let pool = NsPool::start(Kind::Net).expect("a pool as root");
+        let host = thread_ns(Kind::Net).unwrap();
         assert_eq!(host, pool.host.id);
         assert!(cloexec(pool.host.fd.as_raw_fd()));
         let (a, b) = (
@@ -288,7 +327,7 @@ mod tests {
             },
         );
         assert!(cloexec(a.fd.as_raw_fd()) && cloexec(b.fd.as_raw_fd()));
-        let id = |netns: &PooledNetns| {
+        let id = |netns: &PooledNs| {
             let meta = File::from(netns.fd.try_clone().unwrap()).metadata().unwrap();
             (meta.dev(), meta.ino())
         };
@@ -299,18 +338,44 @@ mod tests {
         let a_id = id(&a);
         std::thread::spawn(move || {
             a.enter().unwrap();
-            assert_eq!(thread_netns().unwrap(), a_id);
+            assert_eq!(thread_ns(Kind::Net).unwrap(), a_id);
             // Loopback is already up in it.
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             // Entering a second one from inside the first is refused: it could not come back.
             assert!(b.enter().is_err());
-            assert_eq!(thread_netns().unwrap(), a_id);
+            assert_eq!(thread_ns(Kind::Net).unwrap(), a_id);
             a.leave().unwrap();
-            assert_eq!(thread_netns().unwrap(), host);
+            assert_eq!(thread_ns(Kind::Net).unwrap(), host);
         })
         .join()
         .unwrap();
-        assert_eq!(thread_netns().unwrap(), host, "the test's own thread never moved");
+        assert_eq!(thread_ns(Kind::Net).unwrap(), host, "the test's own thread never moved");
+    }
+
+    #[test]
+    fn a_pooled_ipc_namespace_is_fresh_and_the_thread_comes_back() {
+        if !root() {
+            return;
+        }
+        let pool = NsPool::start(Kind::Ipc).expect("a pool as root");
+        let host = thread_ns(Kind::Ipc).unwrap();
+        assert_eq!(host, pool.host.id);
+        let ipc = pool.take().expect("the first namespace");
+        let id = {
+            let meta = File::from(ipc.fd.try_clone().unwrap()).metadata().unwrap();
+            (meta.dev(), meta.ino())
+        };
+        assert_ne!(id, host);
+        std::thread::spawn(move || {
+            ipc.enter().unwrap();
+            assert_eq!(thread_ns(Kind::Ipc).unwrap(), id);
+            // The network namespace is not touched.
+            ipc.leave().unwrap();
+            assert_eq!(thread_ns(Kind::Ipc).unwrap(), host);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(thread_ns(Kind::Ipc).unwrap(), host, "the test's own thread never moved");
     }
 }
