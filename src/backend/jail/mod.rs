@@ -110,7 +110,7 @@ pub enum JailError {
     )]
     Clone(io::Error),
     #[error(
-        "the thread that cloned the jail cannot return to the host's network, IPC or mount namespace: {0}; the \
+        "the thread that cloned the jail cannot return to the host's network or mount namespace: {0}; the \
          jail was killed and the thread retired (did the process lose CAP_SYS_ADMIN?)"
     )]
     NetnsReturn(io::Error),
@@ -1110,14 +1110,8 @@ mod tests {
         }
         // The network and mount namespaces, root and working directory of this thread.
         let netns = || {
-            [
-                "/proc/thread-self/ns/net",
-                "/proc/thread-self/ns/ipc",
-                "/proc/thread-self/ns/mnt",
-                "/proc/thread-self/root",
-                "/proc/thread-self/cwd",
-            ]
-            .map(|link| std::fs::read_link(link).unwrap())
+            ["/proc/thread-self/ns/net", "/proc/thread-self/ns/mnt", "/proc/thread-self/root", "/proc/thread-self/cwd"]
+                .map(|link| std::fs::read_link(link).unwrap())
         };
         let host = netns();
         let mut grant = Grant::new("test", Program::Process { executable: "/bin/true".into(), sha256: None });

@@ -1,29 +1,25 @@
-//! Network and IPC namespaces made ahead of the calls: creating a network namespace costs
-//! about half a millisecond (most of what a bare `clone` of the jail costs), an IPC one
-//! about 0.1 ms (its internal mqueue mount), so a background thread per kind keeps a few
-//! fresh ones ready and a call only takes one of each.
+//! Network namespaces made ahead of the calls: creating one costs about half a millisecond
+//! (most of what a bare `clone` of the jail costs), so a background thread keeps a few fresh
+//! ones ready and a call only takes one.
 //!
-//! Owns: [`NsPool`] (of one [`Kind`]: a descriptor of the host's namespace, the ready
-//! namespaces, the filler thread that makes them), [`PooledNs`] (one namespace, taken once
-//! for one call) and moving the spawning thread into it and back ([`PooledNs::enter`],
-//! [`PooledNs::leave`]).
+//! Owns: [`NetnsPool`] (a descriptor of the host's network namespace, the ready namespaces,
+//! the filler thread that makes them), [`PooledNetns`] (one namespace, taken once for one
+//! call) and moving the spawning thread into it and back ([`PooledNetns::enter`],
+//! [`PooledNetns::leave`]).
 //!
 //! How a jail gets one: the jail's user namespace is new, so the jail has no capability over
 //! a namespace made by airlock and cannot `setns` into it. Instead the thread that clones the
-//! jail enters the pooled namespace just before `clone`, clones without `CLONE_NEWNET` (or
-//! `CLONE_NEWIPC`; the child inherits the thread's namespace) and goes back right after
-//! (`spawn::spawn`). Each namespace is made by a short-lived thread of its own that
-//! `unshare`s into it, brings `lo` up (a network one), opens it and goes back to the host's
-//! namespace before it exits: a thread that serves
+//! jail enters the pooled namespace just before `clone`, clones without `CLONE_NEWNET` (the
+//! child inherits the thread's namespace) and goes back right after (`spawn::spawn`). Each
+//! namespace is made by a short-lived thread of its own that `unshare`s into it, brings `lo`
+//! up, opens it and goes back to the host's namespace before it exits: a thread that serves
 //! anything else never changes namespace here, and the way back is proven before the pool is
 //! used. Only where that works (root, in practice) is there a pool; elsewhere
-//! [`NsPool::start`] says why and every call clones with `CLONE_NEWNET` as before.
+//! [`NetnsPool::start`] says why and every call clones with `CLONE_NEWNET` as before.
 //!
 //! What a jail gets is what `CLONE_NEWNET` gives it, and a little less: a new, empty
 //! namespace with only loopback, up. It is owned by airlock's user namespace, not the jail's,
-//! so even the jail's set-up cannot reconfigure it (no `CAP_NET_ADMIN` there). Likewise an
-//! IPC namespace: new and empty, its limits (`kernel.shm*`, `msg*`, `sem`) out of the jail's
-//! reach (no `CAP_SYS_RESOURCE` over it).
+//! so even the jail's set-up cannot reconfigure it (no `CAP_NET_ADMIN` there).
 //!
 //! Must not: hand out a namespace twice (each is taken once; its descriptor is closed after
 //! the clone, so it dies with the jail); put a namespace in the pool that any thread did
@@ -53,48 +49,20 @@ const POOL_SIZE: usize = 3;
 /// reached, memory short) before it tries again, so that a lasting failure costs no CPU.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Which namespaces a pool holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Network namespaces, loopback up.
-    Net,
-    /// IPC namespaces.
-    Ipc,
-}
-
-impl Kind {
-    /// The `clone`/`unshare`/`setns` flag.
-    pub fn flag(self) -> libc::c_int {
-        match self {
-            Kind::Net => libc::CLONE_NEWNET,
-            Kind::Ipc => libc::CLONE_NEWIPC,
-        }
-    }
-
-    /// The calling thread's namespace of this kind.
-    fn thread_path(self) -> &'static str {
-        match self {
-            Kind::Net => "/proc/thread-self/ns/net",
-            Kind::Ipc => "/proc/thread-self/ns/ipc",
-        }
-    }
-}
-
-/// The namespace (of one kind) of the thread that made the backend: where a spawning
-/// thread comes back to. Identified by its nsfs device and inode.
+/// The network namespace of the thread that made the backend: where a spawning thread
+/// comes back to. Identified by its nsfs device and inode.
 #[derive(Debug)]
-struct HostNs {
-    kind: Kind,
+struct HostNetns {
     fd: OwnedFd,
     id: (u64, u64),
 }
 
-impl HostNs {
-    fn open(kind: Kind) -> io::Result<HostNs> {
+impl HostNetns {
+    fn open() -> io::Result<HostNetns> {
         // Opened close-on-exec (std always is): no tool ever inherits it.
-        let file = File::open(kind.thread_path())?;
+        let file = File::open("/proc/thread-self/ns/net")?;
         let meta = file.metadata()?;
-        Ok(HostNs { kind, id: (meta.dev(), meta.ino()), fd: OwnedFd::from(file) })
+        Ok(HostNetns { id: (meta.dev(), meta.ino()), fd: OwnedFd::from(file) })
     }
 }
 
@@ -111,55 +79,51 @@ struct Shared {
     wake: Condvar,
 }
 
-/// Fresh namespaces of one kind, each used by one jail, and the thread that makes them.
+/// Fresh network namespaces, each used by one jail, and the thread that makes them.
 #[derive(Debug)]
-pub struct NsPool {
-    host: Arc<HostNs>,
+pub struct NetnsPool {
+    host: Arc<HostNetns>,
     shared: Arc<Shared>,
     filler: Option<JoinHandle<()>>,
 }
 
 /// One pooled namespace, for one call's clone.
 #[derive(Debug)]
-pub struct PooledNs {
+pub struct PooledNetns {
     fd: OwnedFd,
-    host: Arc<HostNs>,
+    host: Arc<HostNetns>,
 }
 
-impl NsPool {
+impl NetnsPool {
     /// Makes the first namespace (which proves a thread can make one and come back) and
     /// starts the filler. `Err` says why there is no pool (calls then use `CLONE_NEWNET`).
-    pub fn start(kind: Kind) -> Result<NsPool, String> {
-        let name = match kind {
-            Kind::Net => "network",
-            Kind::Ipc => "IPC",
-        };
+    pub fn start() -> Result<NetnsPool, String> {
         let host =
-            Arc::new(HostNs::open(kind).map_err(|e| format!("cannot open this thread's {name} namespace: {e}"))?);
+            Arc::new(HostNetns::open().map_err(|e| format!("cannot open this thread's network namespace: {e}"))?);
         let first = create(&host, Priority::Normal)
-            .map_err(|e| format!("cannot make a {name} namespace and come back: {e}"))?;
+            .map_err(|e| format!("cannot make a network namespace and come back: {e}"))?;
         let shared =
             Arc::new(Shared { state: Mutex::new(State { ready: vec![first], stop: false }), wake: Condvar::new() });
         let filler = std::thread::Builder::new()
-            .name(if kind == Kind::Net { "airlock-netns" } else { "airlock-ipcns" }.into())
+            .name("airlock-netns".into())
             .spawn({
                 let (shared, host) = (Arc::clone(&shared), Arc::clone(&host));
                 move || fill(&shared, &host)
             })
             .map_err(|e| format!("cannot start the network namespace filler: {e}"))?;
-        Ok(NsPool { host, shared, filler: Some(filler) })
+        Ok(NetnsPool { host, shared, filler: Some(filler) })
     }
 
     /// A ready namespace, never used before and never handed out again; `None` when the
     /// pool is empty (the filler is behind, or failing).
-    pub fn take(&self) -> Option<PooledNs> {
+    pub fn take(&self) -> Option<PooledNetns> {
         let fd = self.shared.state.lock().ok()?.ready.pop()?;
         self.shared.wake.notify_one();
-        Some(PooledNs { fd, host: Arc::clone(&self.host) })
+        Some(PooledNetns { fd, host: Arc::clone(&self.host) })
     }
 }
 
-impl Drop for NsPool {
+impl Drop for NetnsPool {
     fn drop(&mut self) {
         if let Ok(mut state) = self.shared.state.lock() {
             state.stop = true;
@@ -172,7 +136,7 @@ impl Drop for NsPool {
 }
 
 /// The filler: keeps `POOL_SIZE` namespaces ready until the pool stops.
-fn fill(shared: &Shared, host: &HostNs) {
+fn fill(shared: &Shared, host: &HostNetns) {
     let Ok(mut state) = shared.state.lock() else { return };
     loop {
         if state.stop {
@@ -216,10 +180,9 @@ enum Priority {
     Idle,
 }
 
-/// Makes one namespace on a thread of its own: `unshare`, loopback up (a network one),
-/// open it (close-on-exec), then back to the host's namespace, which proves the way back
-/// works.
-fn create(host: &HostNs, priority: Priority) -> io::Result<OwnedFd> {
+/// Makes one namespace on a thread of its own: `unshare(CLONE_NEWNET)`, loopback up, open
+/// it (close-on-exec), then back to the host's namespace, which proves the way back works.
+fn create(host: &HostNetns, priority: Priority) -> io::Result<OwnedFd> {
     std::thread::scope(|scope| {
         let maker = std::thread::Builder::new().name("airlock-netns-new".into()).spawn_scoped(scope, || {
             if priority == Priority::Idle {
@@ -228,53 +191,51 @@ fn create(host: &HostNs, priority: Priority) -> io::Result<OwnedFd> {
                 // normal priority, which is only slower for others.
                 unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
             }
-            // SAFETY: unshare has no memory arguments; a network or IPC namespace belongs to
-            // the thread, and this thread does nothing else and exits below.
-            if unsafe { libc::unshare(host.kind.flag()) } != 0 {
+            // SAFETY: unshare has no memory arguments; a network namespace belongs to the
+            // thread, and this thread does nothing else and exits below.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                 return Err(io::Error::last_os_error());
             }
-            if host.kind == Kind::Net {
-                // The ioctl the jail's own set-up makes when it has a namespace of its own.
-                sys::loopback_up().map_err(io::Error::from_raw_os_error)?;
-            }
-            let fd = OwnedFd::from(File::open(host.kind.thread_path())?);
-            setns(host.fd.as_raw_fd(), host.kind)?;
+            // The ioctl the jail's own set-up makes when it has a namespace of its own.
+            sys::loopback_up().map_err(io::Error::from_raw_os_error)?;
+            let fd = OwnedFd::from(File::open("/proc/thread-self/ns/net")?);
+            setns(host.fd.as_raw_fd())?;
             Ok(fd)
         })?;
-        maker.join().map_err(|_| io::Error::other("the namespace maker panicked"))?
+        maker.join().map_err(|_| io::Error::other("the network namespace maker panicked"))?
     })
 }
 
-/// `setns(fd, CLONE_NEW*)` for the calling thread.
-fn setns(fd: RawFd, kind: Kind) -> io::Result<()> {
+/// `setns(fd, CLONE_NEWNET)` for the calling thread.
+fn setns(fd: RawFd) -> io::Result<()> {
     // SAFETY: setns has no memory arguments; `fd` is a namespace descriptor we hold open.
-    if unsafe { libc::setns(fd, kind.flag()) } != 0 {
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// The calling thread's namespace of `kind`, as (device, inode).
-fn thread_ns(kind: Kind) -> io::Result<(u64, u64)> {
-    let meta = std::fs::metadata(kind.thread_path())?;
+/// The network namespace of the calling thread, as (device, inode).
+fn thread_netns() -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata("/proc/thread-self/ns/net")?;
     Ok((meta.dev(), meta.ino()))
 }
 
-impl PooledNs {
+impl PooledNetns {
     /// Moves the calling thread into this namespace. Refused, with the thread left where it
     /// was, when the thread is not in the host's namespace (it would be brought back to the
     /// wrong one) or `setns` fails.
     pub fn enter(&self) -> io::Result<()> {
-        if thread_ns(self.host.kind)? != self.host.id {
-            return Err(io::Error::other("this thread is not in the host's namespace"));
+        if thread_netns()? != self.host.id {
+            return Err(io::Error::other("this thread is not in the host's network namespace"));
         }
-        setns(self.fd.as_raw_fd(), self.host.kind)
+        setns(self.fd.as_raw_fd())
     }
 
     /// Moves the calling thread back to the host's namespace. On error the thread is still
     /// in the jail's: nothing network-related may run on it again.
     pub fn leave(&self) -> io::Result<()> {
-        setns(self.host.fd.as_raw_fd(), self.host.kind)
+        setns(self.host.fd.as_raw_fd())
     }
 }
 
@@ -313,8 +274,8 @@ mod tests {
             // Without CAP_SYS_ADMIN there is no pool; the jail tests cover that path.
             return;
         }
-        let pool = NsPool::start(Kind::Net).expect("a pool as root");
-        let host = thread_ns(Kind::Net).unwrap();
+        let pool = NetnsPool::start().expect("a pool as root");
+        let host = thread_netns().unwrap();
         assert_eq!(host, pool.host.id);
         assert!(cloexec(pool.host.fd.as_raw_fd()));
         let (a, b) = (
@@ -327,7 +288,7 @@ mod tests {
             },
         );
         assert!(cloexec(a.fd.as_raw_fd()) && cloexec(b.fd.as_raw_fd()));
-        let id = |netns: &PooledNs| {
+        let id = |netns: &PooledNetns| {
             let meta = File::from(netns.fd.try_clone().unwrap()).metadata().unwrap();
             (meta.dev(), meta.ino())
         };
@@ -338,44 +299,18 @@ mod tests {
         let a_id = id(&a);
         std::thread::spawn(move || {
             a.enter().unwrap();
-            assert_eq!(thread_ns(Kind::Net).unwrap(), a_id);
+            assert_eq!(thread_netns().unwrap(), a_id);
             // Loopback is already up in it.
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             // Entering a second one from inside the first is refused: it could not come back.
             assert!(b.enter().is_err());
-            assert_eq!(thread_ns(Kind::Net).unwrap(), a_id);
+            assert_eq!(thread_netns().unwrap(), a_id);
             a.leave().unwrap();
-            assert_eq!(thread_ns(Kind::Net).unwrap(), host);
+            assert_eq!(thread_netns().unwrap(), host);
         })
         .join()
         .unwrap();
-        assert_eq!(thread_ns(Kind::Net).unwrap(), host, "the test's own thread never moved");
-    }
-
-    #[test]
-    fn a_pooled_ipc_namespace_is_fresh_and_the_thread_comes_back() {
-        if !root() {
-            return;
-        }
-        let pool = NsPool::start(Kind::Ipc).expect("a pool as root");
-        let host = thread_ns(Kind::Ipc).unwrap();
-        assert_eq!(host, pool.host.id);
-        let ipc = pool.take().expect("the first namespace");
-        let id = {
-            let meta = File::from(ipc.fd.try_clone().unwrap()).metadata().unwrap();
-            (meta.dev(), meta.ino())
-        };
-        assert_ne!(id, host);
-        std::thread::spawn(move || {
-            ipc.enter().unwrap();
-            assert_eq!(thread_ns(Kind::Ipc).unwrap(), id);
-            // The network namespace is not touched.
-            ipc.leave().unwrap();
-            assert_eq!(thread_ns(Kind::Ipc).unwrap(), host);
-        })
-        .join()
-        .unwrap();
-        assert_eq!(thread_ns(Kind::Ipc).unwrap(), host, "the test's own thread never moved");
+        assert_eq!(thread_netns().unwrap(), host, "the test's own thread never moved");
     }
 }

@@ -41,7 +41,7 @@ use std::{
 use super::{
     JailError, above_stdio,
     cgroup::{AfterJob, CallCgroup, Cgroups, InsideJob},
-    netns::{self, Kind, NsPool, PooledNs},
+    netns::{self, NetnsPool, PooledNetns},
     pipe,
     spawn::{self, Call, ChildStack, SetUpFailure, SpawnError, Waiting},
     template::Template,
@@ -80,10 +80,7 @@ pub struct Cloner {
     pub cgroups: Option<Arc<Cgroups>>,
     /// Network namespaces made ahead (`Err`: why there is no pool; jails then clone with
     /// `CLONE_NEWNET`).
-    pub netns: Result<NsPool, String>,
-    /// IPC namespaces made ahead (`Err`: why there is no pool; jails then clone with
-    /// `CLONE_NEWIPC`).
-    pub ipcns: Result<NsPool, String>,
+    pub netns: Result<NetnsPool, String>,
     pub uid: u32,
     pub gid: u32,
     /// Stacks of reaped children, reused (a fresh one is a mapping, a guard page and the
@@ -98,8 +95,7 @@ impl Cloner {
     pub fn new(cgroups: Option<Arc<Cgroups>>, uid: u32, gid: u32) -> Cloner {
         Cloner {
             cgroups,
-            netns: NsPool::start(Kind::Net),
-            ipcns: NsPool::start(Kind::Ipc),
+            netns: NetnsPool::start(),
             uid,
             gid,
             stacks: Mutex::new(Vec::new()),
@@ -165,15 +161,14 @@ impl Cloner {
         };
         let waiting = Box::new(Waiting::new(child_socket.as_raw_fd(), report_write.as_raw_fd()));
         let stack = Box::new(stack);
-        let mut netns = self.netns.as_ref().ok().and_then(NsPool::take);
-        let mut ipcns = self.ipcns.as_ref().ok().and_then(NsPool::take);
+        let mut netns = self.netns.as_ref().ok().and_then(NetnsPool::take);
         let (uid, gid, socket_at) = (self.uid, self.gid, socket.as_raw_fd());
         let rendezvous = Arc::new(Mutex::new(Rendezvous::default()));
         let resident = cgroup.as_ref().filter(|cgroup| cgroup.has_resident());
         let template = template.filter(|_| resident.is_some());
         let job = resident.and_then(|cgroup| {
             let (waiting_at, stack_at) = (&*waiting as *const Waiting as usize, &*stack as *const ChildStack as usize);
-            let (netns, ipcns) = (netns.take(), ipcns.take());
+            let netns = netns.take();
             let rendezvous = Arc::clone(&rendezvous);
             let template = template.clone();
             cgroup.start_inside(move || {
@@ -181,7 +176,7 @@ impl Cloner {
                 // job: the PendingJail that owns them takes the job's result (in `finish`, or
                 // in its Drop) before it lets them go. `socket_at` stays open as long.
                 let (waiting, stack) = unsafe { (&*(waiting_at as *const Waiting), &*(stack_at as *const ChildStack)) };
-                let spawned = spawn::spawn(waiting, stack, [netns, ipcns], template.as_deref());
+                let spawned = spawn::spawn(waiting, stack, netns, template.as_deref());
                 // Born in its cgroup: mapped at once, then handed its call if the caller left
                 // it here meanwhile (the child need not wait for the caller to wake up).
                 let mapped = spawned.as_ref().ok().map(|(pid, _)| write_maps(*pid, uid, gid).map_err(JailError::Maps));
@@ -200,17 +195,8 @@ impl Cloner {
             })
         });
         let parts = Parts { socket, child_socket, report, report_write, stack, waiting, cgroup };
-        let mut pending = PendingJail {
-            cloner: self,
-            cloning,
-            parts: Some(parts),
-            job,
-            spawned: None,
-            netns,
-            ipcns,
-            rendezvous,
-            template,
-        };
+        let mut pending =
+            PendingJail { cloner: self, cloning, parts: Some(parts), job, spawned: None, netns, rendezvous, template };
         if pending.job.is_none() {
             pending.spawn_here();
         }
@@ -245,9 +231,8 @@ pub struct PendingJail<'a> {
     job: Option<InsideJob<Spawned>>,
     /// The clone made on this thread.
     spawned: Option<Spawned>,
-    /// The network and IPC namespaces for a clone made here.
-    netns: Option<PooledNs>,
-    ipcns: Option<PooledNs>,
+    /// The network namespace for a clone made here.
+    netns: Option<PooledNetns>,
     /// Where [`PendingJail::hand`] leaves the call for the resident thread.
     rendezvous: Arc<Mutex<Rendezvous>>,
     /// The template the resident clones in.
@@ -269,8 +254,7 @@ impl PendingJail<'_> {
     /// Clones on this thread (no resident, or it is gone).
     fn spawn_here(&mut self) {
         let Some(parts) = self.parts.as_ref() else { return };
-        let pooled = [self.netns.take(), self.ipcns.take()];
-        let spawned = match spawn::spawn(&parts.waiting, &parts.stack, pooled, None) {
+        let spawned = match spawn::spawn(&parts.waiting, &parts.stack, self.netns.take(), None) {
             Err(SpawnError::Stranded(error)) if self.cloning == Cloning::Caller => netns::abort_stranded(&error),
             other => other,
         };

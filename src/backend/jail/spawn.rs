@@ -26,7 +26,7 @@ use std::{
 };
 
 use super::{
-    netns::PooledNs,
+    netns::PooledNetns,
     plan::{Base, MAX_DETACHED, MountOp, PREPARED_ATTRS, PROC_OPTIONS, RootPlan, SYSTEM_ATTRS, Tree, attr},
     seccomp::CompiledSeccomp,
     sys,
@@ -492,8 +492,8 @@ fn receive(waiting: &Waiting) -> Result<(*const ChildPlan, ChildFds), SetUpFailu
 pub enum SpawnError {
     /// `clone` failed; the calling thread is as it was.
     Clone(io::Error),
-    /// The calling thread entered a pooled network or IPC namespace (or the template's
-    /// mount namespace) for the clone and cannot go back to the host's. Any child was killed and reaped. The thread must not run
+    /// The calling thread entered a pooled network namespace (or the template's mount
+    /// namespace) for the clone and cannot go back to the host's. Any child was killed and reaped. The thread must not run
     /// anything else (its signals stay blocked): the caller retires it, or ends the process.
     Stranded(io::Error),
 }
@@ -557,12 +557,11 @@ impl Drop for ChildStack {
 /// across the call so that no parent handler can run on the child's stack. Returns the pid
 /// and a pidfd.
 ///
-/// With a pooled network namespace (`pooled[0]`), the calling thread enters it, clones
-/// without `CLONE_NEWNET` (the child inherits the thread's namespace), and goes back to the
-/// host's; signals stay blocked throughout, so no handler runs in the jail's network
-/// either. Likewise a pooled IPC namespace (`pooled[1]`, instead of `CLONE_NEWIPC`). A
+/// With `netns`, the calling thread enters that pooled network namespace, clones without
+/// `CLONE_NEWNET` (the child inherits the thread's namespace), and goes back to the host's;
+/// signals stay blocked throughout, so no handler runs in the jail's network either. The
 /// pooled namespace's descriptor is closed before returning: the jail holds the only
-/// reference. When the thread cannot enter one, the clone makes a new namespace as without
+/// reference. When the thread cannot enter it, the clone makes a new namespace as without
 /// one; when it cannot go back, see [`SpawnError::Stranded`].
 ///
 /// With `template`, the calling thread also enters the template's mount namespace and
@@ -573,13 +572,14 @@ impl Drop for ChildStack {
 pub fn spawn(
     waiting: &Waiting,
     stack: &ChildStack,
-    pooled: [Option<PooledNs>; 2],
+    netns: Option<PooledNetns>,
     template: Option<&Template>,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     let mut flags = libc::CLONE_VM
         | libc::CLONE_PIDFD
         | libc::CLONE_NEWUSER
         | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::SIGCHLD;
     // SAFETY: sigset_t is plain data; sigfillset initialises it.
@@ -591,14 +591,9 @@ pub fn spawn(
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
-    let [netns, ipcns] = pooled;
     let pooled = netns.filter(|netns| netns.enter().is_ok());
     if pooled.is_none() {
         flags |= libc::CLONE_NEWNET;
-    }
-    let pooled_ipc = ipcns.filter(|ipcns| ipcns.enter().is_ok());
-    if pooled_ipc.is_none() {
-        flags |= libc::CLONE_NEWIPC;
     }
     let entered = template.and_then(|template| template.enter().ok());
     if entered.is_some() {
@@ -624,12 +619,6 @@ pub fn spawn(
         }
         return Err(SpawnError::Stranded(stranded));
     }
-    if let Some(stranded) = pooled_ipc.as_ref().and_then(|ipcns| ipcns.leave().err()) {
-        if let Some(pidfd) = &pidfd {
-            kill_and_reap(pid, pidfd);
-        }
-        return Err(SpawnError::Stranded(stranded));
-    }
     if let Some(stranded) = pooled.as_ref().and_then(|netns| netns.leave().err()) {
         if let Some(pidfd) = &pidfd {
             kill_and_reap(pid, pidfd);
@@ -637,8 +626,8 @@ pub fn spawn(
         // Signals stay blocked: nothing more runs on this thread in the jail's network.
         return Err(SpawnError::Stranded(stranded));
     }
-    // The jail alone holds its network and IPC namespaces now.
-    drop((pooled, pooled_ipc));
+    // The jail alone holds its network namespace now.
+    drop(pooled);
     // SAFETY: restores this thread's signal mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
     match pidfd {
