@@ -238,6 +238,50 @@ fn jail_network_namespace_is_new_for_every_call_and_the_callers_thread_stays_in_
 }
 
 #[test]
+fn sandbox_blocks_shared_memory_of_the_host_and_of_other_calls() {
+    // A System V shared memory segment the host made under a key is not there in the jail
+    // (its IPC namespace is new); the twin: the jail makes and attaches its own under the
+    // same key. Calls alive at the same time have different IPC namespaces, none the host's.
+    let dir = tempdir();
+    let key: libc::key_t = 0x4149_5243 ^ (std::process::id() as libc::key_t);
+    // SAFETY: shmget has no memory arguments.
+    let host_segment = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | 0o666) };
+    assert!(host_segment >= 0, "{}", std::io::Error::last_os_error());
+    let host_ipcns = std::fs::read_link("/proc/self/ns/ipc").expect("ipc link").to_string_lossy().into_owned();
+    let script = format!(
+        "import ctypes, os, time\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         libc.shmat.restype = ctypes.c_void_p\n\
+         print(os.readlink('/proc/self/ns/ipc'))\n\
+         print('host-seen' if libc.shmget({key}, 0, 0) >= 0 else 'host-absent')\n\
+         own = libc.shmget({key}, 4096, 0o1600)\n\
+         at = libc.shmat(own, None, 0) if own >= 0 else None\n\
+         print('own-attached' if at not in (None, ctypes.c_void_p(-1).value) else 'own-failed %d' % ctypes.get_errno())\n\
+         time.sleep(0.5)\n"
+    );
+    let grant = grant(&workspace(dir.path()), &["/usr/bin/python3", "-c", &script]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let jail = JailBackend::new();
+    let reports = runtime.block_on(async { tokio::join!(jail.run(&grant), jail.run(&grant), jail.run(&grant)) });
+    // SAFETY: removes the segment made above; no memory arguments.
+    unsafe { libc::shmctl(host_segment, libc::IPC_RMID, std::ptr::null_mut()) };
+    let mut seen = Vec::new();
+    for report in [reports.0, reports.1, reports.2] {
+        let report = report.expect("run");
+        let text = String::from_utf8_lossy(&report.stdout.bytes).into_owned();
+        assert_eq!(report.exit, JailExit::Code(0), "{text}{}", String::from_utf8_lossy(&report.stderr.bytes));
+        assert!(report.layers.contains(&Layer::IpcNamespace));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1..], ["host-absent", "own-attached"], "{text}");
+        assert!(lines[0].starts_with("ipc:[") && lines[0] != host_ipcns, "{text}");
+        seen.push(lines[0].to_string());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "two live jails shared an IPC namespace: {seen:?}");
+}
+
+#[test]
 fn jail_sets_rlimits_and_puts_the_tree_in_its_own_cgroup() {
     let dir = tempdir();
     let (outcome, _) = run_jail(
