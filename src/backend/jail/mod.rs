@@ -1183,17 +1183,18 @@ mod tests {
         assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
     }
 
-    /// The jail's mounts as `/proc/self/mountinfo` shows them inside: mount point ->
-    /// (root, per-mount options, propagation tags, file system type).
-    fn mounts_inside(backend: &JailBackend) -> HashMap<String, (String, String, String, String)> {
+    /// `/proc/self/mountinfo` inside a jail.
+    fn mountinfo(backend: &JailBackend) -> String {
         let mut grant = Grant::new("test", Program::Process { executable: "/bin/cat".into(), sha256: None });
         grant.args = vec!["/proc/self/mountinfo".into()];
         grant.jail.best_effort.push(Layer::Seccomp);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let report = runtime.block_on(backend.run(&grant)).unwrap();
-        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
-        String::from_utf8(report.stdout.bytes)
-            .unwrap()
+        String::from_utf8(stdout_of(backend, &grant)).unwrap()
+    }
+
+    /// The jail's mounts as `/proc/self/mountinfo` shows them inside: mount point ->
+    /// (root, per-mount options, propagation tags, file system type).
+    fn mounts_inside(backend: &JailBackend) -> HashMap<String, (String, String, String, String)> {
+        mountinfo(backend)
             .lines()
             .map(|line| {
                 let (before, after) = line.split_once(" - ").unwrap();
@@ -1285,17 +1286,18 @@ mod tests {
         assert_eq!(shape(from_pool), shape(cloned));
     }
 
+    /// Runs `grant` (on a runtime of its own); the call must exit 0. Its stdout.
+    fn stdout_of(backend: &JailBackend, grant: &Grant) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(backend.run(grant)).unwrap();
+        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
+        report.stdout.bytes
+    }
+
     /// The jail's mount table as listed, each mount as (mount point, root, options, file
     /// system, super options).
     fn mount_list(backend: &JailBackend) -> Vec<(String, String, String, String, String)> {
-        let mut grant = Grant::new("test", Program::Process { executable: "/bin/cat".into(), sha256: None });
-        grant.args = vec!["/proc/self/mountinfo".into()];
-        grant.jail.best_effort.push(Layer::Seccomp);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let report = runtime.block_on(backend.run(&grant)).unwrap();
-        assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
-        String::from_utf8(report.stdout.bytes)
-            .unwrap()
+        mountinfo(backend)
             .lines()
             .map(|line| {
                 let (before, after) = line.split_once(" - ").unwrap();
@@ -1358,7 +1360,6 @@ mod tests {
         grant.args = vec!["/srv/granted".into()];
         grant.mounts = vec![Mount { host: dir.path().to_path_buf(), guest: "/srv/granted".into(), writable: false }];
         grant.jail.best_effort.push(Layer::Seccomp);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for ready in [0, 1] {
             let mut backend = JailBackend::new();
             backend.set_ready_jails(ready);
@@ -1366,9 +1367,7 @@ mod tests {
             let own = plan::root_plan(&host.layout, &grant, host.prepared()).unwrap();
             assert!(matches!(own.base, Base::Own { .. }), "{:?}", own.base);
             for _ in 0..3 {
-                let report = runtime.block_on(backend.run(&grant)).unwrap();
-                assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
-                assert_eq!(report.stdout.bytes, b"file\n");
+                assert_eq!(stdout_of(&backend, &grant), b"file\n");
             }
         }
     }
@@ -1451,12 +1450,7 @@ mod tests {
         grant.args = vec![shown.display().to_string()];
         grant.mounts = vec![Mount { host: shown.clone(), guest: shown.display().to_string(), writable: false }];
         grant.jail.best_effort.push(Layer::Seccomp);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let list = |backend: &JailBackend| {
-            let report = runtime.block_on(backend.run(&grant)).unwrap();
-            assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
-            String::from_utf8(report.stdout.bytes).unwrap()
-        };
+        let list = |backend: &JailBackend| String::from_utf8(stdout_of(backend, &grant)).unwrap();
         // The twin: before the mount, the jail lists the directory's own file.
         assert_eq!(list(&backend), "file\n");
         let pool = backend.started().ready.as_ref().unwrap();
@@ -1488,11 +1482,8 @@ mod tests {
         let mut grant = Grant::new("test", Program::Process { executable: "/bin/echo".into(), sha256: None });
         grant.args = vec!["ran".into()];
         grant.jail.best_effort.push(Layer::Seccomp);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for _ in 0..3 {
-            let report = runtime.block_on(backend.run(&grant)).unwrap();
-            assert_eq!(report.exit, JailExit::Code(0), "{}", String::from_utf8_lossy(&report.stderr.bytes));
-            assert_eq!(report.stdout.bytes, b"ran\n");
+            assert_eq!(stdout_of(&backend, &grant), b"ran\n");
         }
     }
 
