@@ -373,6 +373,10 @@ pub struct Call {
 // plan alive and unchanged until the child is reaped; the rest are numbers.
 unsafe impl Send for Call {}
 
+// Every descriptor a call sends fits in what the child receives: the 8 fixed ones and the
+// detached binds.
+const _: () = assert!(sys::MAX_RECEIVED >= 8 + MAX_DETACHED);
+
 /// The bytes of a call message: the plan's address, one bit per fixed descriptor sent, and
 /// the number of detached binds (their descriptors follow the fixed ones).
 const CALL_BYTES: usize = 10;
@@ -493,8 +497,9 @@ pub enum SpawnError {
     /// `clone` failed; the calling thread is as it was.
     Clone(io::Error),
     /// The calling thread entered a pooled network namespace (or the template's mount
-    /// namespace) for the clone and cannot go back to the host's. Any child was killed and reaped. The thread must not run
-    /// anything else (its signals stay blocked): the caller retires it, or ends the process.
+    /// namespace) for the clone and cannot go back to the host's. Any child was killed and
+    /// reaped. The thread must not run anything else (its signals stay blocked): the caller
+    /// retires it, or ends the process.
     Stranded(io::Error),
 }
 
@@ -792,7 +797,8 @@ fn set_up_and_exec(plan: &ChildPlan, fds: &ChildFds, own_netns: bool, templated:
         Base::Shared { staging, proc } => {
             step!(Step::MountNamespace, 0, sys::unshare(libc::CLONE_NEWNS));
             step!(Step::MountPrivate, 0, sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None));
-            step!(Step::StageRoot, 0, apply(&MountOp::Prepared { tree: Tree::Root, target: staging.clone() }, fds));
+            // Not through `apply` with a MountOp: building one would allocate (a CString).
+            step!(Step::StageRoot, 0, clone_prepared(Tree::Root, staging, fds));
             step!(Step::MountProc, 0, sys::mount(Some(c"proc"), proc, Some(c"proc"), proc_flags, Some(PROC_OPTIONS)));
             if let Err(failure) = pivot(staging) {
                 return failure;
@@ -929,22 +935,7 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
             let read_only = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
             sys::mount(None, target, None, read_only | libc::MS_NOEXEC, None)
         }
-        MountOp::Prepared { tree, target } => {
-            let (source, attrs) = match tree {
-                Tree::Etc => (fds.etc, PREPARED_ATTRS),
-                Tree::Dev => (fds.dev, PREPARED_ATTRS),
-                // Sealed as the root a jail makes itself is.
-                Tree::Root => (fds.root, SYSTEM_ATTRS),
-            };
-            if source < 0 {
-                return Err(libc::EBADF);
-            }
-            let target = sys::open_path_no_symlinks(target)?;
-            // Its binds keep the attributes they were given when the tree was built.
-            let bound = sys::clone_tree_fd(source, target, attrs);
-            let _ = sys::close(target);
-            bound
-        }
+        MountOp::Prepared { tree, target } => clone_prepared(*tree, target, fds),
         MountOp::Proc { target, options } => sys::mount(
             Some(c"proc"),
             target,
@@ -953,6 +944,24 @@ fn apply(op: &MountOp, fds: &ChildFds) -> Result<(), sys::Errno> {
             Some(options),
         ),
     }
+}
+
+/// Clones the prepared `tree` (its descriptor in `fds`) at `target`.
+fn clone_prepared(tree: Tree, target: &CStr, fds: &ChildFds) -> Result<(), sys::Errno> {
+    let (source, attrs) = match tree {
+        Tree::Etc => (fds.etc, PREPARED_ATTRS),
+        Tree::Dev => (fds.dev, PREPARED_ATTRS),
+        // Sealed as the root a jail makes itself is.
+        Tree::Root => (fds.root, SYSTEM_ATTRS),
+    };
+    if source < 0 {
+        return Err(libc::EBADF);
+    }
+    let target = sys::open_path_no_symlinks(target)?;
+    // Its binds keep the attributes they were given when the tree was built.
+    let bound = sys::clone_tree_fd(source, target, attrs);
+    let _ = sys::close(target);
+    bound
 }
 
 /// Adds one path rule to the Landlock ruleset.
